@@ -1,0 +1,88 @@
+"""The ResNet50 detector, built per variant on the functional API.
+
+The model takes raw RGB pixels in [0, 255] and carries its own preprocessing, so whoever loads
+it from the registry feeds images as they are. Its sigmoid output is the probability of the
+positive class (label 1 in Keras' alphabetical order: REAL); the prediction interface turns it
+into the probability that an image is AI-generated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from components.config import ModelConfig
+
+# Caffe-style means (BGR) that keras.applications.resnet50.preprocess_input subtracts.
+IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
+WEIGHTS_HELP = (
+    "Set model.backbone_weights to 'none' (random init, as the demo profile does) or to a local copy of "
+    "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 downloaded on a machine with internet."
+)
+
+
+@keras.saving.register_keras_serializable(package="detector")
+class ImageNetPreprocess(keras.layers.Layer):
+    """resnet50.preprocess_input as a layer (RGB→BGR, minus the ImageNet mean), so it is saved with the model."""
+
+    def call(self, inputs):
+        bgr = keras.ops.flip(inputs, axis=-1)
+        return bgr - keras.ops.convert_to_tensor(IMAGENET_BGR_MEAN, dtype=inputs.dtype)
+
+
+def build_model(cfg: ModelConfig, image_size: int) -> keras.Model:
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    if cfg.preprocessing == "unit":
+        x = keras.layers.Rescaling(1.0 / 255, name="unit_scale")(inputs)
+    else:
+        x = ImageNetPreprocess(name="imagenet_preprocess")(inputs)
+    backbone = _backbone(cfg, image_size)
+    x = backbone(x)
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    for index, units in enumerate(cfg.head_units, start=1):
+        if cfg.head_batchnorm:
+            # No bias before BatchNorm: its beta already plays that role.
+            x = keras.layers.Dense(units, use_bias=False, name=f"head_dense_{index}")(x)
+            x = keras.layers.BatchNormalization(name=f"head_bn_{index}")(x)
+            x = keras.layers.Activation("relu", name=f"head_relu_{index}")(x)
+        else:
+            x = keras.layers.Dense(units, activation="relu", name=f"head_dense_{index}")(x)
+        x = keras.layers.Dropout(cfg.dropout, name=f"head_dropout_{index}")(x)
+    # float32 output keeps the sigmoid stable under a mixed-precision policy.
+    outputs = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="probability")(x)
+    return keras.Model(inputs, outputs, name="resnet50_detector")
+
+
+def _backbone(cfg: ModelConfig, image_size: int) -> keras.Model:
+    weights = _resolve_weights(cfg.backbone_weights)
+    try:
+        backbone = keras.applications.ResNet50(include_top=False, weights=weights, input_shape=(image_size, image_size, 3))
+    except Exception as error:  # the download raises whatever urllib or the proxy gives
+        if weights != "imagenet":
+            raise
+        raise RuntimeError(f"Could not download the ImageNet ResNet50 weights ({error}). {WEIGHTS_HELP}") from error
+    layer_count = len(backbone.layers)
+    if cfg.trainable_backbone_layers > layer_count:
+        raise ValueError(f"ResNet50 has {layer_count} layers. Received: model.trainable_backbone_layers={cfg.trainable_backbone_layers}")
+    backbone.trainable = cfg.trainable_backbone_layers > 0
+    for layer in backbone.layers[: layer_count - cfg.trainable_backbone_layers]:
+        layer.trainable = False
+    return backbone
+
+
+def _resolve_weights(name: str) -> str | None:
+    if name == "imagenet":
+        return "imagenet"
+    if name == "none":
+        return None
+    if not Path(name).is_file():
+        raise FileNotFoundError(f"Backbone weights file not found. Received: model.backbone_weights={name!r}. {WEIGHTS_HELP}")
+    return name
+
+
+def count_parameters(model: keras.Model) -> tuple[int, int]:
+    """(total, trainable), counted as Keras' summary counts them."""
+    trainable = sum(int(np.prod(weight.shape)) for weight in model.trainable_weights)
+    return model.count_params(), trainable

@@ -1,0 +1,115 @@
+"""Register a trained model and promote it by alias: @challenger always, @champion only if it wins.
+
+The gate compares the primary metric on the same dataset fingerprint: a champion measured on
+other data can't be beaten or lost to by a number from this data. @champion moves in one
+alias call at the very end, so any failure before it leaves the champion where it was.
+Versions are never deleted.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+from components.cli_support import component_main
+from components.config import Strict
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+METRIC_TAG_PREFIX = "metric."
+
+
+class RegistryConfig(Strict):
+    registered_model: str = "ai-image-detector"
+    model_uri: str
+    run_id: str
+    variant: str
+    dataset_fingerprint: str
+    threshold: float
+    metrics: dict[str, float]
+    primary_metric: str = "test_auc"
+
+
+class RegistryResult(Strict):
+    registered_model: str
+    version: str
+    promoted: bool
+    decision: str
+    champion_version: str | None
+
+
+def run(cfg: RegistryConfig) -> RegistryResult:
+    if cfg.primary_metric not in cfg.metrics:
+        raise ValueError(f"primary_metric is not among the metrics {sorted(cfg.metrics)}. Received: primary_metric={cfg.primary_metric!r}")
+    client = MlflowClient()
+    version = _existing_version(client, cfg) or _register(cfg)
+    client.set_registered_model_alias(cfg.registered_model, CHALLENGER, version.version)
+    champion = champion_version(client, cfg.registered_model)
+    promote, decision = should_promote(cfg, champion)
+    client.set_model_version_tag(cfg.registered_model, version.version, "promotion_decision", decision)
+    if promote:
+        client.set_registered_model_alias(cfg.registered_model, CHAMPION, version.version)
+    current = champion_version(client, cfg.registered_model)
+    return RegistryResult(
+        registered_model=cfg.registered_model,
+        version=str(version.version),
+        promoted=promote,
+        decision=decision,
+        champion_version=str(current.version) if current else None,
+    )
+
+
+def should_promote(cfg: RegistryConfig, champion: ModelVersion | None) -> tuple[bool, str]:
+    """The gate, as a pure decision: (promote?, why) for the record."""
+    metric = cfg.primary_metric
+    value = cfg.metrics[metric]
+    if math.isnan(value):
+        return False, f"challenger {metric} is undefined"
+    if champion is None:
+        return True, "no champion yet"
+    if champion.run_id == cfg.run_id:
+        return True, "challenger is the champion"
+    champion_data = champion.tags.get("dataset_fingerprint")
+    if champion_data != cfg.dataset_fingerprint:
+        return False, f"champion v{champion.version} was measured on dataset {champion_data}, not {cfg.dataset_fingerprint}"
+    champion_value = float(champion.tags.get(METRIC_TAG_PREFIX + metric, "nan"))
+    if math.isnan(champion_value) or value > champion_value:
+        return True, f"{metric} {value:.4f} beats champion v{champion.version} at {champion_value:.4f}"
+    return False, f"{metric} {value:.4f} does not beat champion v{champion.version} at {champion_value:.4f}"
+
+
+def champion_version(client: MlflowClient, name: str) -> ModelVersion | None:
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def _existing_version(client: MlflowClient, cfg: RegistryConfig) -> ModelVersion | None:
+    """A rerun of the same run registers nothing new."""
+    try:
+        found = client.search_model_versions(f"name='{cfg.registered_model}' and run_id='{cfg.run_id}'")
+    except MlflowException:
+        return None
+    return max(found, key=lambda version: int(version.version), default=None)
+
+
+def _register(cfg: RegistryConfig) -> ModelVersion:
+    tags = {
+        "variant": cfg.variant,
+        "dataset_fingerprint": cfg.dataset_fingerprint,
+        "threshold": f"{cfg.threshold:.6f}",
+        **{METRIC_TAG_PREFIX + name: f"{value:.6f}" for name, value in cfg.metrics.items()},
+    }
+    return mlflow.register_model(cfg.model_uri, cfg.registered_model, tags=tags)
+
+
+def main(argv: list[str] | None = None) -> None:
+    component_main("detector register", __doc__, RegistryConfig, run, argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Connection settings: the environment wins, then mlflow.env, then the embedded default.
+
+Entrypoints call `apply()` once; nothing here runs at import, so tests and libraries that set
+their own tracking URI are never overridden behind their back.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SETTINGS_FILE = PROJECT_ROOT / "mlflow.env"
+# Git-ignored; where a user keeps credentials next to the committed, secret-free mlflow.env.
+LOCAL_SETTINGS_FILE = PROJECT_ROOT / "mlflow.local.env"
+EMBEDDED_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines; blank values and comments are skipped so they never mask a default."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{path}:{number}: expected KEY=VALUE. Received: {line!r}")
+        value = value.strip().strip("'\"")
+        if value:
+            values[key.strip()] = value
+    return values
+
+
+def apply(path: Path = SETTINGS_FILE, local_path: Path = LOCAL_SETTINGS_FILE) -> dict[str, str]:
+    """Fill os.environ from the settings files without overriding what the user exported."""
+    values = {**read_env_file(path), **read_env_file(local_path)}
+    values.setdefault("MLFLOW_TRACKING_URI", EMBEDDED_TRACKING_URI)
+    for key, value in values.items():
+        os.environ.setdefault(key, value)
+    return {key: os.environ[key] for key in values}
+
+
+def registered_model_name(default: str) -> str:
+    return os.environ.get("DETECTOR_REGISTERED_MODEL", default)

@@ -1,0 +1,178 @@
+"""Split the validated images (seeded, stratified) and write TFRecord shards plus a manifest.
+
+Both classes are re-encoded identically (codec, quality, size), so a detector cannot learn the
+file format instead of the image. The manifest records the training split's augmentation
+policy; the reader applies it live, or `premade_copies` bakes that many augmented copies into
+the shards for hosts whose CPUs can't keep up. Output lives under a key made of the dataset
+fingerprint and this config, and a rerun with the same key reuses it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime
+from multiprocessing import get_context
+from pathlib import Path
+
+import pandas as pd
+import tensorflow as tf
+from sklearn.model_selection import train_test_split
+
+from components.cli_support import component_main
+from components.config import AugmentConfig, DataConfig, Strict, fingerprint
+from components.images import prepare_example
+from components.records import MANIFEST_NAME, serialize, shard_name
+
+MANIFEST_VERSION = 1
+
+
+class ShardConfig(Strict):
+    data: DataConfig = DataConfig()
+    augment: AugmentConfig = AugmentConfig()
+    report_path: str
+    dataset_fingerprint: str
+    work_dir: str = "work"
+    workers: int = 0  # 0 means one per core
+
+
+class ShardResult(Strict):
+    manifest_path: str
+    shard_key: str
+    dataset_fingerprint: str
+    counts: dict[str, int]
+    reused: bool
+
+
+def run(cfg: ShardConfig) -> ShardResult:
+    key = shard_key(cfg)
+    out_dir = Path(cfg.work_dir) / "shards" / key
+    manifest_path = out_dir / MANIFEST_NAME
+    if _complete(manifest_path):
+        return _result(manifest_path, reused=True)
+    splits = split_examples(cfg)
+    # Written beside, then renamed: a crash mid-write never leaves shards that look complete.
+    staging = out_dir.with_name(f"{key}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    workers = cfg.workers or os.cpu_count() or 1
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        split_entries = {split: _write_split(split, examples, cfg, staging, pool) for split, examples in splits.items()}
+    manifest = _manifest(cfg, key, split_entries)
+    (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    staging.rename(out_dir)
+    return _result(manifest_path, reused=False)
+
+
+def shard_key(cfg: ShardConfig) -> str:
+    data = cfg.data
+    relevant = [
+        data.image_size,
+        data.encoding,
+        data.jpeg_quality,
+        data.images_per_shard,
+        data.val_fraction,
+        data.seed,
+        data.class_names,
+        data.premade_copies,
+    ]
+    if data.premade_copies:
+        relevant.append(cfg.augment.model_dump())
+    return fingerprint(MANIFEST_VERSION, cfg.dataset_fingerprint, relevant)
+
+
+def split_examples(cfg: ShardConfig) -> dict[str, list[tuple[str, int]]]:
+    """(absolute path, label) per split. Sorting by content hash first makes the split depend on
+    the images and the seed only, not on file names or listing order."""
+    data = cfg.data
+    report = pd.read_csv(cfg.report_path, keep_default_na=False)
+    usable = report[report.status == "ok"].sort_values(["sha256", "path"])
+    root = Path(data.root)
+    pairs = [(str(root / row.path), data.labels[row.class_name]) for row in usable.itertuples()]
+    in_train = [split == data.train_dir for split in usable.split]
+    train_pool = [pair for pair, flag in zip(pairs, in_train) if flag]
+    train, val = train_test_split(
+        train_pool, test_size=data.val_fraction, random_state=data.seed, stratify=[label for _, label in train_pool]
+    )
+    test = [pair for pair, flag in zip(pairs, in_train) if not flag]
+    return {"train": train, "val": sorted(val), "test": test}
+
+
+def _write_split(split: str, examples: list[tuple[str, int]], cfg: ShardConfig, folder: Path, pool: ProcessPoolExecutor) -> dict:
+    data = cfg.data
+    copies = data.premade_copies if split == "train" and data.premade_copies else 0
+    policy = cfg.augment.model_dump() if copies else None
+    records = [(path, label, copy) for path, label in examples for copy in range(max(copies, 1))]
+    if split == "train":
+        random.Random(data.seed).shuffle(records)  # mixes the classes within every shard
+    jobs = [
+        (path, data.image_size, data.encoding, data.jpeg_quality, data.max_image_pixels, policy, data.seed * 1_000_003 + index)
+        for index, (path, _, _) in enumerate(records)
+    ]
+    count = max(1, math.ceil(len(records) / data.images_per_shard))
+    names = [shard_name(split, index, count) for index in range(count)]
+    encoded = pool.map(prepare_example, jobs, chunksize=32)
+    root = str(Path(data.root))
+    for index, name in enumerate(names):
+        chunk = records[index * data.images_per_shard : (index + 1) * data.images_per_shard]
+        with tf.io.TFRecordWriter(str(folder / name)) as writer:
+            for path, label, _ in chunk:
+                writer.write(serialize(next(encoded), label, os.path.relpath(path, root)))
+    per_class = {name: sum(1 for _, label, _ in records if label == index) for name, index in data.labels.items()}
+    return {"files": names, "count": len(records), "per_class": per_class}
+
+
+def _manifest(cfg: ShardConfig, key: str, splits: dict[str, dict]) -> dict:
+    data = cfg.data
+    return {
+        "version": MANIFEST_VERSION,
+        "shard_key": key,
+        "dataset_fingerprint": cfg.dataset_fingerprint,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "source": {"root": data.root, "validation_report": cfg.report_path},
+        "class_names": sorted(data.class_names),
+        "labels": data.labels,
+        "positive_class": data.positive_class,
+        "generated_class": data.generated_class,
+        "image_size": data.image_size,
+        "encoding": {"codec": data.encoding, "jpeg_quality": data.jpeg_quality if data.encoding == "jpeg" else None},
+        "split": {"seed": data.seed, "val_fraction": data.val_fraction, "stratified": True},
+        "augmentation": {
+            "policy": cfg.augment.model_dump(),
+            "applied": "premade" if data.premade_copies else "live",
+            "premade_copies": data.premade_copies,
+            "splits": ["train"],
+        },
+        "splits": splits,
+    }
+
+
+def _complete(manifest_path: Path) -> bool:
+    if not manifest_path.is_file():
+        return False
+    manifest = json.loads(manifest_path.read_text())
+    return all((manifest_path.parent / name).is_file() for entry in manifest["splits"].values() for name in entry["files"])
+
+
+def _result(manifest_path: Path, reused: bool) -> ShardResult:
+    manifest = json.loads(manifest_path.read_text())
+    return ShardResult(
+        manifest_path=str(manifest_path),
+        shard_key=manifest["shard_key"],
+        dataset_fingerprint=manifest["dataset_fingerprint"],
+        counts={split: entry["count"] for split, entry in manifest["splits"].items()},
+        reused=reused,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    component_main("detector shard", __doc__, ShardConfig, run, argv)
+
+
+if __name__ == "__main__":
+    main()

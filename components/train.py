@@ -1,0 +1,233 @@
+"""Train one variant from TFRecord shards, log it to MLflow, and survive a crash.
+
+After every epoch the whole model (weights and optimizer state) and the callbacks' counters
+are saved; a rerun with the same inputs picks up at the next epoch, in the same MLflow run,
+with the learning rate, best checkpoint and early-stopping patience where they were. A run
+that already finished is reused, not repeated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import mlflow
+import numpy as np
+import tensorflow as tf
+from mlflow.models import infer_signature
+
+from components import plots
+from components.cli_support import component_main
+from components.config import PipelineConfig, Strict, fingerprint, flatten
+from components.model import build_model, count_parameters
+from components.records import make_dataset, read_manifest
+
+METRICS = ("accuracy", "auc", "precision", "recall")
+
+
+class TrainConfig(Strict):
+    pipeline: PipelineConfig = PipelineConfig()
+    manifest_path: str
+    parent_run_id: str | None = None
+
+
+class TrainResult(Strict):
+    run_id: str
+    experiment_id: str
+    model_path: str
+    model_uri: str
+    epochs_completed: int
+    resumed_at_epoch: int
+    reused: bool
+    final_metrics: dict[str, float]
+
+
+def run(cfg: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
+    """`extra_callbacks` lets tests inject a crash; production callers pass nothing."""
+    fit = cfg.pipeline.variant.fit
+    manifest = read_manifest(cfg.manifest_path)
+    run_dir = run_directory(cfg, manifest)
+    result_path = run_dir / "result.json"
+    if result_path.is_file():
+        return TrainResult.model_validate({**json.loads(result_path.read_text()), "reused": True})
+    run_dir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(fit.seed)
+    state = _load_state(run_dir)
+    with _mlflow_run(cfg, manifest, run_dir) as active:
+        model = _model(cfg, manifest, run_dir, resuming=bool(state["history"]))
+        train = make_dataset(cfg.manifest_path, "train", fit.batch_size, training=True, seed=fit.seed)
+        val = make_dataset(cfg.manifest_path, "val", fit.batch_size)
+        callbacks = _callbacks(cfg, run_dir, state)
+        model.fit(
+            train,
+            validation_data=val,
+            epochs=fit.epochs,
+            initial_epoch=state["epoch"],
+            callbacks=[*callbacks, *extra_callbacks],
+            verbose=2,
+        )
+        state = _load_state(run_dir)
+        if fit.best_checkpoint_metric and (run_dir / "best.keras").is_file():
+            model = keras.models.load_model(run_dir / "best.keras")
+        model_path = run_dir / "model.keras"
+        model.save(model_path)
+        model_uri = _log_outputs(model, cfg, manifest, state["history"], run_dir, val)
+        result = TrainResult(
+            run_id=active.info.run_id,
+            experiment_id=active.info.experiment_id,
+            model_path=str(model_path),
+            model_uri=model_uri,
+            epochs_completed=len(state["history"]),
+            resumed_at_epoch=state["resumed_at_epoch"],
+            reused=False,
+            final_metrics={key: value for key, value in state["history"][-1].items() if key != "epoch"},
+        )
+    result_path.write_text(result.model_dump_json(indent=2))
+    return result
+
+
+def run_directory(cfg: TrainConfig, manifest: dict[str, Any]) -> Path:
+    """Same shards, same variant, same tracking store: same folder, so a rerun resumes or reuses."""
+    key = fingerprint(manifest["shard_key"], cfg.pipeline.variant.model_dump(), mlflow.get_tracking_uri(), cfg.pipeline.experiment_name)
+    return Path(cfg.pipeline.work_dir) / "runs" / f"{cfg.pipeline.variant.name}-{key}"
+
+
+def _mlflow_run(cfg: TrainConfig, manifest: dict[str, Any], run_dir: Path) -> mlflow.ActiveRun:
+    mlflow.set_experiment(cfg.pipeline.experiment_name)
+    id_file = run_dir / "mlflow_run_id"
+    if id_file.is_file():
+        return mlflow.start_run(run_id=id_file.read_text().strip())
+    variant = cfg.pipeline.variant
+    active = mlflow.start_run(
+        run_name=f"{variant.name}-{manifest['dataset_fingerprint'][:8]}",
+        parent_run_id=cfg.parent_run_id,
+        tags={"variant": variant.name, "dataset_fingerprint": manifest["dataset_fingerprint"], "shard_key": manifest["shard_key"]},
+    )
+    params = flatten({"data": cfg.pipeline.data.model_dump(), **variant.model_dump(exclude={"name"})})
+    mlflow.log_params({**params, "variant": variant.name, "image_size": manifest["image_size"]})
+    id_file.write_text(active.info.run_id)
+    return active
+
+
+def _model(cfg: TrainConfig, manifest: dict[str, Any], run_dir: Path, resuming: bool) -> keras.Model:
+    last = run_dir / "last.keras"
+    if resuming and last.is_file():
+        return keras.models.load_model(last)  # compiled, with the optimizer's moments and rate
+    fit = cfg.pipeline.variant.fit
+    model = build_model(cfg.pipeline.variant.model, manifest["image_size"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(fit.learning_rate),
+        loss="binary_crossentropy",
+        metrics=[
+            keras.metrics.BinaryAccuracy(name="accuracy"),
+            keras.metrics.AUC(name="auc"),
+            keras.metrics.Precision(name="precision"),
+            keras.metrics.Recall(name="recall"),
+        ],
+    )
+    total, trainable = count_parameters(model)
+    mlflow.log_params({"parameters_total": total, "parameters_trainable": trainable})
+    return model
+
+
+def _callbacks(cfg: TrainConfig, run_dir: Path, state: dict[str, Any]) -> list[keras.callbacks.Callback]:
+    fit = cfg.pipeline.variant.fit
+    tracked: dict[str, keras.callbacks.Callback] = {}
+    if fit.best_checkpoint_metric:
+        tracked["checkpoint"] = keras.callbacks.ModelCheckpoint(
+            run_dir / "best.keras", monitor=fit.best_checkpoint_metric, save_best_only=True
+        )
+    if fit.reduce_lr_factor:
+        tracked["reduce_lr"] = keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=fit.reduce_lr_factor, patience=fit.reduce_lr_patience, verbose=1
+        )
+    if fit.early_stopping_patience:
+        tracked["early_stopping"] = keras.callbacks.EarlyStopping(monitor="val_loss", patience=fit.early_stopping_patience, verbose=1)
+    # EpochState goes last: its on_train_begin runs after the others have reset their counters.
+    return [*tracked.values(), EpochState(run_dir, tracked, state)]
+
+
+class EpochState(keras.callbacks.Callback):
+    """Per epoch: log metrics to MLflow in one call, then save model and callback counters."""
+
+    COUNTERS = ("best", "wait", "cooldown_counter", "stopped_epoch")
+
+    def __init__(self, run_dir: Path, tracked: dict[str, keras.callbacks.Callback], state: dict[str, Any]) -> None:
+        super().__init__()
+        self.run_dir, self.tracked, self.state = run_dir, tracked, state
+
+    def on_train_begin(self, logs=None) -> None:
+        for name, counters in self.state["counters"].items():
+            for attribute, value in counters.items():
+                setattr(self.tracked[name], attribute, value)
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        row = {"epoch": epoch, **{key: float(value) for key, value in (logs or {}).items()}}
+        row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        mlflow.log_metrics({key: value for key, value in row.items() if key != "epoch"}, step=epoch)
+        _atomic_save_model(self.model, self.run_dir / "last.keras")
+        self.state["history"].append(row)
+        self.state["epoch"] = epoch + 1
+        self.state["counters"] = {
+            name: {attribute: _plain(getattr(callback, attribute)) for attribute in self.COUNTERS if hasattr(callback, attribute)}
+            for name, callback in self.tracked.items()
+        }
+        _write_json(self.run_dir / "state.json", self.state)
+
+
+def _load_state(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "state.json"
+    if path.is_file():
+        state = json.loads(path.read_text())
+        state["resumed_at_epoch"] = state["epoch"]
+        return state
+    return {"epoch": 0, "history": [], "counters": {}, "resumed_at_epoch": 0}
+
+
+def _log_outputs(
+    model: keras.Model, cfg: TrainConfig, manifest: dict[str, Any], history: list[dict], run_dir: Path, val: tf.data.Dataset
+) -> str:
+    variant = cfg.pipeline.variant.name
+    curves = plots.learning_curves(history, run_dir / "plots" / "learning_curves.png", f"{variant}: learning curves")
+    mlflow.log_artifact(str(curves), artifact_path="plots")
+    mlflow.log_dict(manifest, "data/manifest.json")
+    images, _ = next(iter(val.take(1)))
+    example = images.numpy()[:2]
+    signature = infer_signature(example, model.predict(example, verbose=0))
+    info = mlflow.keras.log_model(
+        model,
+        name="model",
+        signature=signature,
+        # Explicit requirements: inferring them re-loads the model in a subprocess, for minutes.
+        pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}", f"mlflow=={mlflow.__version__}"],
+        tags={"variant": variant, "dataset_fingerprint": manifest["dataset_fingerprint"]},
+    )
+    return info.model_uri
+
+
+def _atomic_save_model(model: keras.Model, path: Path) -> None:
+    partial = path.with_name(f"partial-{path.name}")  # .keras suffix kept: Keras insists on it
+    model.save(partial)
+    os.replace(partial, path)
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(payload, indent=2))
+    os.replace(partial, path)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def main(argv: list[str] | None = None) -> None:
+    component_main("detector train", __doc__, TrainConfig, run, argv)
+
+
+if __name__ == "__main__":
+    main()
