@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +30,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         importlib.import_module(STAGES[argv[0]][0]).main(argv[1:])
         return
     args = _parser().parse_args(argv)
+    settings.apply()
     args.handler(args)
 
 
@@ -99,12 +101,11 @@ def _run_compare(args: argparse.Namespace) -> dict:
 def _run_demo(args: argparse.Namespace) -> None:
     from components import demo_data
 
-    settings.apply()
     print(f"Writing demo data to {args.data} …")
     demo_data.run(demo_data.DemoDataConfig(out_dir=args.data))
     args.profile = "demo"
     _run_compare(args)
-    uri = settings.apply()["MLFLOW_TRACKING_URI"]
+    uri = os.environ["MLFLOW_TRACKING_URI"]
     if uri.startswith("sqlite:///"):
         store = Path(uri.removeprefix("sqlite:///")).resolve()
         print(f"\nOpen the MLflow UI:  .venv/bin/mlflow ui --backend-store-uri sqlite:///{store}  →  http://127.0.0.1:5000")

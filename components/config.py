@@ -126,6 +126,9 @@ class FitConfig(Strict):
     early_stopping_patience: int | None = Field(None, ge=1)
     # None keeps the last epoch's weights, as the baseline did.
     best_checkpoint_metric: Literal["val_accuracy", "val_auc", "val_loss"] | None = None
+    # Re-estimate trainable BatchNorm statistics over this many training batches before each
+    # validation (pycls' "precise BN"). 0 keeps Keras' moving averages, as the report did.
+    precise_bn_batches: int = Field(0, ge=0)
     seed: int = 42
 
 
@@ -183,7 +186,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "full": {},
     "demo": {
         "data": {"image_size": 64, "encoding": "png", "images_per_shard": 256},
-        "variant": {"model": {"backbone_weights": "none"}},
+        "variant": {"model": {"backbone_weights": "none", "preprocessing": "imagenet"}},
     },
 }
 # Epochs per variant in the demo: the improved variant keeps its longer schedule, scaled down.

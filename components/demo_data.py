@@ -34,7 +34,7 @@ class DemoDataConfig(Strict):
     train_per_class: int = Field(800, ge=4)
     test_per_class: int = Field(200, ge=2)
     image_size: int = Field(64, ge=32)
-    artifact_strength: float = Field(0.5, ge=0, le=2)
+    artifact_strength: float = Field(1.0, ge=0, le=2)
     seed: int = 0
     # Corrupt, odd-mode and duplicate files, so a demo run shows validation at work.
     include_defects: bool = True

@@ -7,6 +7,7 @@ because the model carries its own preprocessing, so a served model takes raw pix
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,8 @@ def make_dataset(manifest_path: str | Path, split: str, batch_size: int, trainin
         return tf.cast(image, tf.float32), tf.reshape(tf.cast(example[LABEL_KEY], tf.float32), [1])
 
     batches = records.map(parse, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
+    # A known length gives Keras its step count up front (progress, no "ran out of data").
+    batches = batches.apply(tf.data.experimental.assert_cardinality(math.ceil(manifest["splits"][split]["count"] / batch_size)))
     augmentation = manifest["augmentation"]
     if training and augmentation["applied"] == "live":
         augment = augmentation_layers(augmentation["policy"], seed)

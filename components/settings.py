@@ -13,7 +13,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SETTINGS_FILE = PROJECT_ROOT / "mlflow.env"
 # Git-ignored; where a user keeps credentials next to the committed, secret-free mlflow.env.
 LOCAL_SETTINGS_FILE = PROJECT_ROOT / "mlflow.local.env"
-EMBEDDED_TRACKING_URI = "sqlite:///mlflow.db"
+EMBEDDED_DEFAULTS = {
+    "MLFLOW_TRACKING_URI": "sqlite:///mlflow.db",
+    # Prefect's ephemeral API migrates a fresh sqlite database on first start; on 2 cores that
+    # can outlast the 20 s default and fail the very first `make demo`.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+}
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -35,9 +40,11 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def apply(path: Path = SETTINGS_FILE, local_path: Path = LOCAL_SETTINGS_FILE) -> dict[str, str]:
-    """Fill os.environ from the settings files without overriding what the user exported."""
-    values = {**read_env_file(path), **read_env_file(local_path)}
-    values.setdefault("MLFLOW_TRACKING_URI", EMBEDDED_TRACKING_URI)
+    """Fill os.environ from the settings files without overriding what the user exported.
+
+    Call it before Prefect is imported: Prefect reads its settings once, at import.
+    """
+    values = {**EMBEDDED_DEFAULTS, **read_env_file(path), **read_env_file(local_path)}
     for key, value in values.items():
         os.environ.setdefault(key, value)
     return {key: os.environ[key] for key in values}

@@ -145,10 +145,41 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, state: dict[str, Any]) -> list[k
         tracked["reduce_lr"] = keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=fit.reduce_lr_factor, patience=fit.reduce_lr_patience, verbose=1
         )
+    stateless = []
+    if fit.precise_bn_batches:
+        batches = make_dataset(cfg.manifest_path, "train", fit.batch_size, training=True, seed=fit.seed + 1)
+        stateless.append(PreciseBatchNorm(batches, fit.precise_bn_batches))
     if fit.early_stopping_patience:
         tracked["early_stopping"] = keras.callbacks.EarlyStopping(monitor="val_loss", patience=fit.early_stopping_patience, verbose=1)
     # EpochState goes last: its on_train_begin runs after the others have reset their counters.
-    return [*tracked.values(), EpochState(run_dir, tracked, state)]
+    return [*stateless, *tracked.values(), EpochState(run_dir, tracked, state)]
+
+
+class PreciseBatchNorm(keras.callbacks.Callback):
+    """Before validation, set each trainable BatchNorm's statistics to the mean over `batches`
+    training batches. In a short run, Keras' moving averages (momentum 0.99) still remember
+    their initial values, and validation accuracy sits at 0.5 while the training AUC climbs."""
+
+    def __init__(self, dataset: tf.data.Dataset, batches: int) -> None:
+        super().__init__()
+        self.dataset, self.batches = dataset, batches
+
+    def on_test_begin(self, logs=None) -> None:
+        layers = [layer for layer in _all_layers(self.model) if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
+        momenta = [layer.momentum for layer in layers]
+        for count, (images, _) in enumerate(self.dataset.take(self.batches), start=1):
+            for layer in layers:
+                layer.momentum = 1.0 - 1.0 / count  # a running mean of the batch statistics
+            self.model(images, training=True)
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+
+
+def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    layers = []
+    for layer in model.layers:
+        layers.extend(_all_layers(layer) if isinstance(layer, keras.Model) else [layer])
+    return layers
 
 
 class EpochState(keras.callbacks.Callback):

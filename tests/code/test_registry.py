@@ -1,0 +1,116 @@
+"""Promotion logic against a real MLflow sqlite store, with real (tiny) logged Keras models."""
+
+from __future__ import annotations
+
+import keras
+import mlflow
+import pytest
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from components.registry import CHALLENGER, CHAMPION, RegistryConfig, run
+
+NAME = "detector-under-test"
+
+
+def _logged_model(variant: str = "improved") -> tuple[str, str]:
+    """A real run with a real (tiny) Keras model; returns (run_id, model_uri)."""
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    with mlflow.start_run(tags={"variant": variant}) as active:
+        info = mlflow.keras.log_model(model, name="model", pip_requirements=["keras"])
+    return active.info.run_id, info.model_uri
+
+
+def _register(auc: float, fingerprint: str = "data-a", **changes) -> object:
+    run_id, model_uri = _logged_model()
+    cfg = RegistryConfig(
+        registered_model=NAME,
+        model_uri=model_uri,
+        run_id=run_id,
+        variant="improved",
+        dataset_fingerprint=fingerprint,
+        threshold=0.5,
+        metrics={"test_auc": auc, "test_accuracy": 0.5},
+    )
+    return run(cfg.model_copy(update=changes))
+
+
+def _alias(name: str) -> str:
+    return str(MlflowClient().get_model_version_by_alias(NAME, name).version)
+
+
+def test_first_version_becomes_champion_and_challenger(tracking_store):
+    result = _register(0.7)
+    assert result.promoted and result.decision == "no champion yet"
+    assert _alias(CHAMPION) == _alias(CHALLENGER) == result.version == "1"
+
+
+def test_better_challenger_takes_champion(tracking_store):
+    _register(0.7)
+    better = _register(0.8)
+    assert better.promoted and _alias(CHAMPION) == better.version == "2"
+
+
+def test_worse_challenger_does_not_take_champion(tracking_store):
+    first = _register(0.8)
+    worse = _register(0.75)
+    assert not worse.promoted
+    assert _alias(CHAMPION) == first.version and _alias(CHALLENGER) == worse.version
+    assert "does not beat" in worse.decision
+
+
+def test_equal_score_keeps_the_sitting_champion(tracking_store):
+    first = _register(0.8)
+    assert not _register(0.8).promoted and _alias(CHAMPION) == first.version
+
+
+def test_champion_on_other_data_is_not_compared(tracking_store):
+    first = _register(0.6, fingerprint="data-a")
+    other = _register(0.99, fingerprint="data-b")
+    assert not other.promoted and "measured on dataset data-a" in other.decision
+    assert _alias(CHAMPION) == first.version
+
+
+def test_versions_carry_variant_metrics_threshold_and_fingerprint(tracking_store):
+    result = _register(0.7)
+    version = MlflowClient().get_model_version(NAME, result.version)
+    assert version.tags["variant"] == "improved" and version.tags["dataset_fingerprint"] == "data-a"
+    assert float(version.tags["metric.test_auc"]) == pytest.approx(0.7) and float(version.tags["threshold"]) == 0.5
+    assert version.tags["promotion_decision"] == "no champion yet"
+
+
+def test_failed_registration_leaves_champion_in_place(tracking_store):
+    first = _register(0.7)
+    run_id, _ = _logged_model()
+    cfg = RegistryConfig(
+        registered_model=NAME,
+        model_uri="models:/m-does-not-exist",
+        run_id=run_id,
+        variant="improved",
+        dataset_fingerprint="data-a",
+        threshold=0.5,
+        metrics={"test_auc": 0.99},
+    )
+    with pytest.raises(MlflowException):
+        run(cfg)
+    assert _alias(CHAMPION) == first.version
+
+
+def test_rerun_of_the_same_run_registers_nothing_new(tracking_store):
+    run_id, model_uri = _logged_model()
+    cfg = RegistryConfig(
+        registered_model=NAME,
+        model_uri=model_uri,
+        run_id=run_id,
+        variant="improved",
+        dataset_fingerprint="data-a",
+        threshold=0.5,
+        metrics={"test_auc": 0.7},
+    )
+    assert run(cfg).version == run(cfg).version == "1"
+    assert len(MlflowClient().search_model_versions(f"name='{NAME}'")) == 1
+
+
+def test_unknown_primary_metric_names_the_field(tracking_store):
+    with pytest.raises(ValueError, match=r"primary_metric='test_f2'"):
+        _register(0.7, primary_metric="test_f2")
