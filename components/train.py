@@ -57,6 +57,7 @@ def run(cfg: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback] = 
     run_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(fit.seed)
     state = _load_state(run_dir)
+    resumed_at_epoch = state["epoch"]
     with _mlflow_run(cfg, manifest, run_dir) as active:
         model = _model(cfg, manifest, run_dir, resuming=bool(state["history"]))
         train = make_dataset(cfg.manifest_path, "train", fit.batch_size, training=True, seed=fit.seed)
@@ -69,6 +70,7 @@ def run(cfg: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback] = 
             initial_epoch=state["epoch"],
             callbacks=[*callbacks, *extra_callbacks],
             verbose=2,
+            shuffle=False,  # the reader already shuffles files and records
         )
         state = _load_state(run_dir)
         if fit.best_checkpoint_metric and (run_dir / "best.keras").is_file():
@@ -82,7 +84,7 @@ def run(cfg: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback] = 
             model_path=str(model_path),
             model_uri=model_uri,
             epochs_completed=len(state["history"]),
-            resumed_at_epoch=state["resumed_at_epoch"],
+            resumed_at_epoch=resumed_at_epoch,
             reused=False,
             final_metrics={key: value for key, value in state["history"][-1].items() if key != "epoch"},
         )
@@ -213,10 +215,8 @@ class EpochState(keras.callbacks.Callback):
 def _load_state(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "state.json"
     if path.is_file():
-        state = json.loads(path.read_text())
-        state["resumed_at_epoch"] = state["epoch"]
-        return state
-    return {"epoch": 0, "history": [], "counters": {}, "resumed_at_epoch": 0}
+        return json.loads(path.read_text())
+    return {"epoch": 0, "history": [], "counters": {}}
 
 
 def _log_outputs(

@@ -1,0 +1,89 @@
+"""The flows through a real Prefect API (prefect_test_harness) and a real MLflow sqlite store."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from components.registry import CHALLENGER, CHAMPION
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_flows_module_does_not_import_tensorflow():
+    probe = "import sys, flows.pipeline; sys.exit('tensorflow' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], cwd=REPO).returncode == 0
+
+
+def test_bad_config_fails_before_any_work(prefect_api, tmp_path: Path):
+    from flows.pipeline import train_pipeline
+
+    with pytest.raises(ValueError, match=r"image_size=8"):
+        train_pipeline(variant="baseline", overrides={"data": {"image_size": 8}, "work_dir": str(tmp_path / "work")})
+    assert not (tmp_path / "work").exists()
+
+
+@pytest.mark.slow
+def test_compare_flow_trains_registers_and_tabulates_both_variants(prefect_api, tiny_dataset: Path, tracking_store: str, tmp_path: Path):
+    from prefect import get_client
+
+    from flows.pipeline import compare_variants
+
+    overrides = {
+        "data": {"root": str(tiny_dataset), "image_size": 32, "images_per_shard": 16},
+        "variant": {"fit": {"epochs": 1, "batch_size": 16}},
+        "work_dir": str(tmp_path / "work"),
+        "tracking": {"registered_model": "flow-test-detector"},
+    }
+    os.environ.pop("DETECTOR_REGISTERED_MODEL", None)
+    outcome = compare_variants(profile="demo", overrides=overrides)
+
+    client = MlflowClient()
+    children = {}
+    for variant, result in outcome["results"].items():
+        run = client.get_run(result["trained"]["run_id"])
+        children[variant] = run
+        assert run.data.tags["variant"] == variant
+        assert run.data.tags["mlflow.parentRunId"] == outcome["parent_run_id"]
+        assert "test_auc" in run.data.metrics and "test_tuned_f1" in run.data.metrics
+        assert {item.path for item in client.list_artifacts(run.info.run_id, "plots")} >= {
+            "plots/learning_curves.png", "plots/confusion_matrix.png", "plots/roc.png", "plots/precision_recall.png"
+        }
+    assert set(children["baseline"].data.params) == set(children["improved"].data.params), "the UI's compare view lines them up"
+    versions = client.search_model_versions("name='flow-test-detector'")
+    assert sorted(str(version.version) for version in versions) == ["1", "2"]
+    champion = client.get_model_version_by_alias("flow-test-detector", CHAMPION)
+    challenger = client.get_model_version_by_alias("flow-test-detector", CHALLENGER)
+    assert str(challenger.version) == outcome["results"]["improved"]["registered"]["version"]
+    assert str(champion.version) == outcome["results"]["improved"]["registered"]["champion_version"]
+    table = Path(outcome["comparison"]["table_path"]).read_text().splitlines()
+    assert table[0] == "metric,baseline,improved,relative_change_pct" and len(table) == 8
+    assert client.get_run(outcome["parent_run_id"]).info.status == "FINISHED"
+
+    async def states():
+        async with get_client() as api:
+            return {run.name: run.state.type.value for run in await api.read_flow_runs()}
+
+    import asyncio
+
+    assert set(asyncio.run(states()).values()) == {"COMPLETED"}
+
+
+def test_prefect_yaml_deploys_the_named_deployments(prefect_api, tmp_path: Path):
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PREFECT_HOME": str(tmp_path / "prefect-home"), "COLUMNS": "250"}
+    prefect = [sys.executable, "-m", "prefect"]
+    subprocess.run([*prefect, "work-pool", "create", "detector-pool", "--type", "process", "--overwrite"], cwd=REPO, env=env, check=True, capture_output=True)
+    deployed = subprocess.run([*prefect, "--no-prompt", "deploy", "--all"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    listing = subprocess.run([*prefect, "deployment", "ls"], cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout
+    for name in ("detector-pipeline/train-baseline", "detector-pipeline/train-improved", "detector-compare/compare-variants"):
+        assert name in listing, listing
+    improved = subprocess.run([*prefect, "deployment", "inspect", "detector-pipeline/train-improved"], cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout
+    assert "0 3 * * 1" in improved and "detector-pool" in improved
