@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,7 +41,7 @@ class Strict(BaseModel):
 class DataConfig(Strict):
     """Where the images are and how they become shards."""
 
-    root: str = Field("work/demo-data", description="Local folder or s3://bucket/prefix.")
+    root: str = Field("work/demo-data", description="Dataset folder laid out as <root>/{train,test}/{REAL,FAKE}.")
     class_names: tuple[str, str] = ("FAKE", "REAL")
     generated_class: str = "FAKE"
     train_dir: str = "train"
@@ -156,10 +157,10 @@ VARIANTS: dict[str, VariantConfig] = {"baseline": BASELINE, "improved": IMPROVED
 
 
 class TrackingConfig(Strict):
-    """MLflow names. The URI itself comes from the environment or mlflow.env (see settings)."""
+    """MLflow names; unset ones come from the environment or mlflow.env (see settings)."""
 
-    experiment: str | None = Field(None, description="Default: one experiment per dataset, detector-<dataset>.")
-    registered_model: str = "ai-image-detector"
+    experiment: str | None = Field(None, description="Default: $MLFLOW_EXPERIMENT_NAME, else detector-<dataset>.")
+    registered_model: str | None = Field(None, description="Default: $DETECTOR_REGISTERED_MODEL, else ai-image-detector.")
     primary_metric: Literal["test_auc", "test_accuracy", "test_f1", "test_pr_auc"] = "test_auc"
 
 
@@ -177,7 +178,12 @@ class PipelineConfig(Strict):
 
     @property
     def experiment_name(self) -> str:
-        return self.tracking.experiment or f"detector-{self.dataset_name}"
+        """One experiment per dataset unless the config or the environment names one."""
+        return self.tracking.experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or f"detector-{self.dataset_name}"
+
+    @property
+    def registered_model_name(self) -> str:
+        return self.tracking.registered_model or os.environ.get("DETECTOR_REGISTERED_MODEL") or "ai-image-detector"
 
 
 # The demo profile trades the report's scale for minutes on 2 CPU cores with no internet (the

@@ -12,6 +12,7 @@ so no pixel of a test image was seen in training.
 from __future__ import annotations
 
 import io
+import json
 import shutil
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from components.config import Strict
 # The left share of each photograph's width feeds train, the rest feeds test.
 TRAIN_REGION_SHARE = 0.7
 GENERATOR_COUNT = 4  # several "generators", so the detector can't memorise one kernel
+MARKER = "DEMO_DATA.json"
 
 
 class DemoDataConfig(Strict):
@@ -47,10 +49,20 @@ class DemoDataResult(Strict):
 
 
 def run(cfg: DemoDataConfig) -> DemoDataResult:
-    """Write <out_dir>/{train,test}/{REAL,FAKE}/*.png; rewrite from scratch when it exists."""
+    """Write <out_dir>/{train,test}/{REAL,FAKE}/*.png, or reuse what an identical config wrote.
+
+    Only a folder this command made (it carries MARKER) is ever replaced: pointing --out-dir at
+    a real dataset by mistake fails instead of deleting it.
+    """
     root = Path(cfg.out_dir)
-    if root.exists():
+    marker = root / MARKER
+    if marker.is_file():
+        previous = json.loads(marker.read_text())
+        if previous["config"] == cfg.model_dump(mode="json"):
+            return DemoDataResult.model_validate(previous["result"])
         shutil.rmtree(root)
+    elif root.exists() and any(root.iterdir()):
+        raise FileExistsError(f"Refusing to write demo data into a folder it did not make. Received: out_dir={str(root)!r}")
     rng = np.random.default_rng(cfg.seed)
     kernels = [_generator_kernel(rng, cfg.artifact_strength) for _ in range(GENERATOR_COUNT)]
     photos = [np.asarray(photo, dtype=np.float32) for photo in load_sample_images().images]
@@ -66,7 +78,9 @@ def run(cfg: DemoDataConfig) -> DemoDataResult:
                     crop = _simulated_generator(crop, kernels[rng.integers(GENERATOR_COUNT)])
                 Image.fromarray(_to_uint8(crop)).save(folder / f"{split}_{label.lower()}_{index:05d}.png")
     defects = _write_defects(root, cfg.image_size, rng) if cfg.include_defects else []
-    return DemoDataResult(root=str(root), counts=counts, defects=defects)
+    result = DemoDataResult(root=str(root), counts=counts, defects=defects)
+    marker.write_text(json.dumps({"config": cfg.model_dump(mode="json"), "result": result.model_dump(mode="json")}, indent=2))
+    return result
 
 
 def _random_crop(photo: np.ndarray, split: str, size: int, rng: np.random.Generator) -> np.ndarray:

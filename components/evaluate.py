@@ -14,12 +14,11 @@ import keras
 import mlflow
 import numpy as np
 
-# Registered so that loading a model saved with the 'imagenet' preprocessing layer works.
-import components.model  # noqa: F401, E402
 from components import plots
 from components.cli_support import component_main
 from components.config import Strict
 from components.metrics import classification_metrics, ranking_metrics, youden_threshold
+from components.model import ImageNetPreprocess  # noqa: F401  registers the layer for load_model
 from components.records import make_dataset, read_manifest
 
 

@@ -18,6 +18,10 @@ EMBEDDED_DEFAULTS = {
     # Prefect's ephemeral API migrates a fresh sqlite database on first start; on 2 cores that
     # can outlast the 20 s default and fail the very first `make demo`.
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    # The embedded default must work offline; telemetry would only log failed lookups.
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    # TensorFlow's C++ start-up chatter (no CUDA found, CPU flags) buries the pipeline's output.
+    "TF_CPP_MIN_LOG_LEVEL": "2",
 }
 
 
@@ -48,7 +52,3 @@ def apply(path: Path = SETTINGS_FILE, local_path: Path = LOCAL_SETTINGS_FILE) ->
     for key, value in values.items():
         os.environ.setdefault(key, value)
     return {key: os.environ[key] for key in values}
-
-
-def registered_model_name(default: str) -> str:
-    return os.environ.get("DETECTOR_REGISTERED_MODEL", default)

@@ -168,6 +168,8 @@ class PreciseBatchNorm(keras.callbacks.Callback):
 
     def on_test_begin(self, logs=None) -> None:
         layers = [layer for layer in _all_layers(self.model) if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
+        if not layers:  # e.g. the baseline: its BatchNorms are all frozen
+            return
         momenta = [layer.momentum for layer in layers]
         for count, (images, _) in enumerate(self.dataset.take(self.batches), start=1):
             for layer in layers:

@@ -5,6 +5,7 @@ Prefect worker does to read a deployment) never loads TensorFlow.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -51,7 +52,7 @@ def evaluate_task(cfg: PipelineConfig, sharded: dict[str, Any], trained: dict[st
         manifest_path=sharded["manifest_path"],
         model_path=trained["model_path"],
         run_id=trained["run_id"],
-        output_dir=str(trained["model_path"]).removesuffix("model.keras") + "evaluation",
+        output_dir=str(Path(trained["model_path"]).parent / "evaluation"),
     )
     return evaluate.run(evaluate_cfg).model_dump()
 
@@ -61,7 +62,7 @@ def register_task(cfg: PipelineConfig, sharded: dict[str, Any], trained: dict[st
     from components import registry
 
     registry_cfg = registry.RegistryConfig(
-        registered_model=settings.registered_model_name(cfg.tracking.registered_model),
+        registered_model=cfg.registered_model_name,
         model_uri=trained["model_uri"],
         run_id=trained["run_id"],
         variant=cfg.variant.name,

@@ -40,7 +40,6 @@ def test_compare_flow_trains_registers_and_tabulates_both_variants(prefect_api, 
         "work_dir": str(tmp_path / "work"),
         "tracking": {"registered_model": "flow-test-detector"},
     }
-    os.environ.pop("DETECTOR_REGISTERED_MODEL", None)
     outcome = compare_variants(profile="demo", overrides=overrides)
 
     client = MlflowClient()
@@ -52,7 +51,10 @@ def test_compare_flow_trains_registers_and_tabulates_both_variants(prefect_api, 
         assert run.data.tags["mlflow.parentRunId"] == outcome["parent_run_id"]
         assert "test_auc" in run.data.metrics and "test_tuned_f1" in run.data.metrics
         assert {item.path for item in client.list_artifacts(run.info.run_id, "plots")} >= {
-            "plots/learning_curves.png", "plots/confusion_matrix.png", "plots/roc.png", "plots/precision_recall.png"
+            "plots/learning_curves.png",
+            "plots/confusion_matrix.png",
+            "plots/roc.png",
+            "plots/precision_recall.png",
         }
     assert set(children["baseline"].data.params) == set(children["improved"].data.params), "the UI's compare view lines them up"
     versions = client.search_model_versions("name='flow-test-detector'")
@@ -77,13 +79,16 @@ def test_compare_flow_trains_registers_and_tabulates_both_variants(prefect_api, 
 def test_prefect_yaml_deploys_the_named_deployments(prefect_api, tmp_path: Path):
     from prefect.settings import PREFECT_API_URL
 
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PREFECT_HOME": str(tmp_path / "prefect-home"), "COLUMNS": "250"}
-    prefect = [sys.executable, "-m", "prefect"]
-    subprocess.run([*prefect, "work-pool", "create", "detector-pool", "--type", "process", "--overwrite"], cwd=REPO, env=env, check=True, capture_output=True)
-    deployed = subprocess.run([*prefect, "--no-prompt", "deploy", "--all"], cwd=REPO, env=env, capture_output=True, text=True)
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PREFECT_HOME": str(tmp_path / "home"), "COLUMNS": "250"}
+
+    def prefect(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "prefect", *args], cwd=REPO, env=env, capture_output=True, text=True)
+
+    assert prefect("work-pool", "create", "detector-pool", "--type", "process", "--overwrite").returncode == 0
+    deployed = prefect("--no-prompt", "deploy", "--all")
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-    listing = subprocess.run([*prefect, "deployment", "ls"], cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout
+    listing = prefect("deployment", "ls").stdout
     for name in ("detector-pipeline/train-baseline", "detector-pipeline/train-improved", "detector-compare/compare-variants"):
         assert name in listing, listing
-    improved = subprocess.run([*prefect, "deployment", "inspect", "detector-pipeline/train-improved"], cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout
+    improved = prefect("deployment", "inspect", "detector-pipeline/train-improved").stdout
     assert "0 3 * * 1" in improved and "detector-pool" in improved

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from components.cli import STAGES
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _detector(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "components.cli", *args], cwd=cwd, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize(
+    "command", [[], *([name] for name in [*STAGES, "run", "compare", "demo"])], ids=lambda c: " ".join(c) or "detector"
+)
+def test_every_command_has_help(command: list[str]):
+    result = _detector(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "usage: detector" in result.stdout
+
+
+def test_stage_cli_rejects_a_bad_value_naming_the_field(tmp_path: Path):
+    result = _detector("validate", "--set", "data.image_size=8", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "image_size" in result.stderr and "Received: image_size=8" in result.stderr
+
+
+def test_stage_cli_reads_a_config_file_and_prints_its_result(tmp_path: Path):
+    config = tmp_path / "demo.yaml"
+    config.write_text(f"out_dir: {tmp_path / 'demo'}\ntrain_per_class: 4\ntest_per_class: 2\n")
+    result = _detector("demo-data", "--config", str(config), "--set", "include_defects=false", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["counts"] == {"train": {"REAL": 4, "FAKE": 4}, "test": {"REAL": 2, "FAKE": 2}}
