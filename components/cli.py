@@ -85,7 +85,8 @@ def _run_compare(args: argparse.Namespace) -> dict:
     from flows.pipeline import compare_variants
 
     outcome = compare_variants(profile=args.profile, overrides=_overrides(args))
-    print("\nTest metrics (positive class REAL, threshold 0.5):\n")
+    positive = outcome["results"]["improved"]["evaluated"]["positive_class"]
+    print(f"\nTest metrics (positive class {positive}; tuned_* at the threshold tuned on validation):\n")
     print(outcome["comparison"]["markdown"])
     print("\nMLflow runs:")
     print(f"  parent (comparison)  {outcome['parent_run_id']}")

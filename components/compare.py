@@ -17,6 +17,7 @@ from components.cli_support import component_main
 from components.config import Strict
 
 TABLE_METRICS = ("accuracy", "auc", "pr_auc", "precision", "recall", "f1", "specificity")
+TUNED_METRICS = ("accuracy", "precision", "recall", "f1", "specificity")
 
 
 class CompareConfig(Strict):
@@ -40,13 +41,16 @@ def start_parent_run(experiment_name: str, profile: str) -> str:
 
 
 def comparison_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Test metrics at 0.5 (the report's cut), then at each variant's own tuned threshold."""
+    names = [f"test_{name}" for name in TABLE_METRICS] + ["tuned_threshold"] + [f"test_tuned_{name}" for name in TUNED_METRICS]
     rows = []
-    for name in TABLE_METRICS:
-        baseline = results["baseline"]["evaluated"]["test"][f"test_{name}"]
-        improved = results["improved"]["evaluated"]["test"][f"test_{name}"]
+    for name in names:
+        baseline = results["baseline"]["evaluated"]["test"][name]
+        improved = results["improved"]["evaluated"]["test"][name]
         change = (improved - baseline) / baseline * 100 if baseline else float("nan")
+        label = name.removeprefix("test_")
         rows.append(
-            {"metric": name, "baseline": round(baseline, 4), "improved": round(improved, 4), "relative_change_pct": round(change, 1)}
+            {"metric": label, "baseline": round(baseline, 4), "improved": round(improved, 4), "relative_change_pct": round(change, 1)}
         )
     return rows
 

@@ -26,8 +26,6 @@ from components.config import PipelineConfig, Strict, fingerprint, flatten
 from components.model import build_model, count_parameters
 from components.records import make_dataset, read_manifest
 
-METRICS = ("accuracy", "auc", "precision", "recall")
-
 
 class TrainConfig(Strict):
     pipeline: PipelineConfig = PipelineConfig()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,15 @@ from components import demo_data
 from components.config import DataConfig
 
 TINY_SIZE = 32  # ResNet50's smallest input
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment():
+    """Entrypoints fill os.environ from mlflow.env; keep that from leaking into the next test."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")

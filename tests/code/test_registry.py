@@ -21,7 +21,7 @@ def _logged_model(variant: str = "improved") -> tuple[str, str]:
     return active.info.run_id, info.model_uri
 
 
-def _register(auc: float, fingerprint: str = "data-a", **changes) -> object:
+def _config(auc: float, fingerprint: str = "data-a", **changes) -> RegistryConfig:
     run_id, model_uri = _logged_model()
     cfg = RegistryConfig(
         registered_model=NAME,
@@ -32,7 +32,11 @@ def _register(auc: float, fingerprint: str = "data-a", **changes) -> object:
         threshold=0.5,
         metrics={"test_auc": auc, "test_accuracy": 0.5},
     )
-    return run(cfg.model_copy(update=changes))
+    return cfg.model_copy(update=changes)
+
+
+def _register(auc: float, fingerprint: str = "data-a", **changes) -> object:
+    return run(_config(auc, fingerprint, **changes))
 
 
 def _alias(name: str) -> str:
@@ -81,32 +85,13 @@ def test_versions_carry_variant_metrics_threshold_and_fingerprint(tracking_store
 
 def test_failed_registration_leaves_champion_in_place(tracking_store):
     first = _register(0.7)
-    run_id, _ = _logged_model()
-    cfg = RegistryConfig(
-        registered_model=NAME,
-        model_uri="models:/m-does-not-exist",
-        run_id=run_id,
-        variant="improved",
-        dataset_fingerprint="data-a",
-        threshold=0.5,
-        metrics={"test_auc": 0.99},
-    )
     with pytest.raises(MlflowException):
-        run(cfg)
+        run(_config(0.99, model_uri="models:/m-does-not-exist"))
     assert _alias(CHAMPION) == first.version
 
 
 def test_rerun_of_the_same_run_registers_nothing_new(tracking_store):
-    run_id, model_uri = _logged_model()
-    cfg = RegistryConfig(
-        registered_model=NAME,
-        model_uri=model_uri,
-        run_id=run_id,
-        variant="improved",
-        dataset_fingerprint="data-a",
-        threshold=0.5,
-        metrics={"test_auc": 0.7},
-    )
+    cfg = _config(0.7)
     assert run(cfg).version == run(cfg).version == "1"
     assert len(MlflowClient().search_model_versions(f"name='{NAME}'")) == 1
 
