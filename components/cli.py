@@ -10,8 +10,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
+
 from components import settings
-from components.config import DEMO_EPOCHS, PROFILES, VARIANTS, parse_overrides
+from components.config import DEMO_EPOCHS, PROFILES, VARIANTS, PipelineConfig, parse_overrides
 
 # Stage commands hand their arguments to the component's own CLI (`python -m components.X`).
 STAGES = {
@@ -46,6 +48,21 @@ def _parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="Run both variants and print the report's comparison table.")
     _add_flow_arguments(compare)
     compare.set_defaults(handler=_run_compare)
+    predict = commands.add_parser("predict", help="Print, per image, the probability that it is AI-generated.")
+    predict.add_argument("images", help="An image file or a folder (searched recursively).")
+    predict.add_argument("--model-uri", default=None, help="Default: models:/<registered model>@champion.")
+    predict.set_defaults(handler=_run_predict)
+    models = commands.add_parser("models", help="Registry: list versions, promote one to @champion, roll back.")
+    models.add_argument("--name", default=None, help="Registered model (default: $DETECTOR_REGISTERED_MODEL or ai-image-detector).")
+    actions = models.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", help="Versions, newest first, with aliases and test figures.")
+    promote = actions.add_parser("promote", help="Move @champion to VERSION if it passes the gate (or --force with --reason).")
+    promote.add_argument("version")
+    promote.add_argument("--metric", default="test_auc", help="Gate metric (default: %(default)s).")
+    promote.add_argument("--force", action="store_true", help="Skip the gate; needs --reason, which is recorded on the version.")
+    promote.add_argument("--reason")
+    actions.add_parser("rollback", help="Give @champion back to the previous champion.")
+    models.set_defaults(handler=_run_models)
     demo = commands.add_parser(
         "demo",
         help="The main job: make demo data, run both variants on the embedded default, print the comparison.",
@@ -97,6 +114,39 @@ def _run_compare(args: argparse.Namespace) -> dict:
             f"-> {registered['registered_model']} v{registered['version']} ({registered['decision']})"
         )
     return outcome
+
+
+def _registered_model(name: str | None) -> str:
+    return name or PipelineConfig().registered_model_name
+
+
+def _run_predict(args: argparse.Namespace) -> None:
+    from components import predict
+
+    uri = args.model_uri or f"models:/{_registered_model(None)}@champion"
+    result = predict.run(predict.PredictConfig(images=args.images, model_uri=uri))
+    print(f"# {uri}: label is {result.positive_class} where P({result.positive_class}) >= {result.threshold:.4f}")
+    print("p_ai_generated\tlabel\tpath")
+    for row in result.predictions:
+        print(f"{row.p_ai_generated:.4f}\t{row.label}\t{row.path}")
+    for path, reason in result.skipped.items():
+        print(f"skipped\t-\t{path}\t({reason})")
+
+
+def _run_models(args: argparse.Namespace) -> None:
+    from components import catalog
+
+    name = _registered_model(args.name)
+    try:
+        if args.action == "list":
+            rows = catalog.list_versions(name)
+            print(pd.DataFrame(rows).to_string(index=False) if rows else f"No versions of {name!r}.")
+        elif args.action == "promote":
+            print(f"{name} v{args.version} is @champion: {catalog.promote(name, args.version, args.metric, args.force, args.reason)}")
+        else:
+            print(f"{name} @champion rolled back to v{catalog.rollback(name)}")
+    except (catalog.PromotionRefused, ValueError) as error:
+        sys.exit(f"detector models {args.action}: {error}")
 
 
 def _run_demo(args: argparse.Namespace) -> None:

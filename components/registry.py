@@ -8,6 +8,7 @@ Versions are never deleted.
 
 from __future__ import annotations
 
+import json
 import math
 
 import mlflow
@@ -20,6 +21,7 @@ from components.config import Strict
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 METRIC_TAG_PREFIX = "metric."
+HISTORY_TAG = "champion_history"  # JSON list of versions, oldest first
 
 
 class RegistryConfig(Strict):
@@ -45,13 +47,14 @@ def run(cfg: RegistryConfig) -> RegistryResult:
     if cfg.primary_metric not in cfg.metrics:
         raise ValueError(f"primary_metric is not among the metrics {sorted(cfg.metrics)}. Received: primary_metric={cfg.primary_metric!r}")
     client = MlflowClient()
-    version = _existing_version(client, cfg) or _register(cfg)
+    registered = _existing_version(client, cfg) or _register(cfg)
+    version = client.get_model_version(cfg.registered_model, registered.version)  # with its tags
     client.set_registered_model_alias(cfg.registered_model, CHALLENGER, version.version)
     champion = champion_version(client, cfg.registered_model)
-    promote, decision = should_promote(cfg, champion)
+    promote, decision = should_promote(version, champion, cfg.primary_metric)
     client.set_model_version_tag(cfg.registered_model, version.version, "promotion_decision", decision)
-    if promote:
-        client.set_registered_model_alias(cfg.registered_model, CHAMPION, version.version)
+    if promote and not (champion and champion.version == version.version):
+        set_champion(client, cfg.registered_model, str(version.version))
     current = champion_version(client, cfg.registered_model)
     return RegistryResult(
         registered_model=cfg.registered_model,
@@ -62,23 +65,33 @@ def run(cfg: RegistryConfig) -> RegistryResult:
     )
 
 
-def should_promote(cfg: RegistryConfig, champion: ModelVersion | None) -> tuple[bool, str]:
-    """The gate, as a pure decision: (promote?, why) for the record."""
-    metric = cfg.primary_metric
-    value = cfg.metrics[metric]
+def should_promote(candidate: ModelVersion, champion: ModelVersion | None, metric: str) -> tuple[bool, str]:
+    """The gate, as a pure decision on two registered versions: (promote?, why) for the record."""
+    value = float(candidate.tags.get(METRIC_TAG_PREFIX + metric, "nan"))
     if math.isnan(value):
-        return False, f"challenger {metric} is undefined"
+        return False, f"v{candidate.version} has no {metric}"
     if champion is None:
         return True, "no champion yet"
-    if champion.run_id == cfg.run_id:
-        return True, "challenger is the champion"
-    champion_data = champion.tags.get("dataset_fingerprint")
-    if champion_data != cfg.dataset_fingerprint:
-        return False, f"champion v{champion.version} was measured on dataset {champion_data}, not {cfg.dataset_fingerprint}"
+    if str(champion.version) == str(candidate.version):
+        return True, f"v{candidate.version} is the champion"
+    champion_data, candidate_data = champion.tags.get("dataset_fingerprint"), candidate.tags.get("dataset_fingerprint")
+    if champion_data != candidate_data:
+        return False, f"champion v{champion.version} was measured on dataset {champion_data}, not {candidate_data}"
     champion_value = float(champion.tags.get(METRIC_TAG_PREFIX + metric, "nan"))
     if math.isnan(champion_value) or value > champion_value:
         return True, f"{metric} {value:.4f} beats champion v{champion.version} at {champion_value:.4f}"
     return False, f"{metric} {value:.4f} does not beat champion v{champion.version} at {champion_value:.4f}"
+
+
+def set_champion(client: MlflowClient, name: str, version: str) -> None:
+    """Move @champion and append to the history that rollback walks back through."""
+    history = champion_history(client, name)
+    client.set_registered_model_alias(name, CHAMPION, version)
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps([*history, version]))
+
+
+def champion_history(client: MlflowClient, name: str) -> list[str]:
+    return json.loads(client.get_registered_model(name).tags.get(HISTORY_TAG, "[]"))
 
 
 def champion_version(client: MlflowClient, name: str) -> ModelVersion | None:

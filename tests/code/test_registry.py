@@ -8,6 +8,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from components import catalog
 from components.registry import CHALLENGER, CHAMPION, RegistryConfig, run
 
 NAME = "detector-under-test"
@@ -99,3 +100,36 @@ def test_rerun_of_the_same_run_registers_nothing_new(tracking_store):
 def test_unknown_primary_metric_names_the_field(tracking_store):
     with pytest.raises(ValueError, match=r"primary_metric='test_f2'"):
         _register(0.7, primary_metric="test_f2")
+
+
+def test_list_shows_aliases_and_figures(tracking_store):
+    _register(0.7)
+    _register(0.6)
+    rows = catalog.list_versions(NAME)
+    assert [(row["version"], row["aliases"]) for row in rows] == [("2", "challenger"), ("1", "champion")]
+    assert float(rows[1]["test_auc"]) == pytest.approx(0.7) and rows[1]["variant"] == "improved"
+
+
+def test_hand_promotion_passes_the_same_gate(tracking_store):
+    _register(0.8)
+    worse = _register(0.7)
+    with pytest.raises(catalog.PromotionRefused, match="does not beat"):
+        catalog.promote(NAME, worse.version)
+    assert _alias(CHAMPION) == "1"
+    with pytest.raises(ValueError, match="needs a reason"):
+        catalog.promote(NAME, worse.version, force=True)
+    assert _alias(CHAMPION) == "1"
+    catalog.promote(NAME, worse.version, force=True, reason="fresher data outweighs 0.1 AUC")
+    assert _alias(CHAMPION) == worse.version
+    assert "fresher data" in MlflowClient().get_model_version(NAME, worse.version).tags["forced_promotion"]
+
+
+def test_rollback_returns_the_previous_champion(tracking_store):
+    _register(0.7)
+    _register(0.8)
+    assert _alias(CHAMPION) == "2"
+    assert catalog.rollback(NAME) == "1"
+    assert _alias(CHAMPION) == "1"
+    with pytest.raises(catalog.PromotionRefused, match="No earlier champion"):
+        catalog.rollback(NAME)
+    assert _alias(CHAMPION) == "1"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -10,7 +13,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from components import shard, train, validate
+from components import evaluate, predict, registry, shard, train, validate
 from components.config import DataConfig, build_config
 
 pytestmark = pytest.mark.slow
@@ -83,3 +86,50 @@ def test_finished_run_is_reused_not_repeated(tiny_data_config, manifest_path, tm
     again = train.run(cfg)
     assert again.reused and again.run_id == first.run_id
     assert len(MlflowClient().get_metric_history(first.run_id, "loss")) == 1
+
+
+def test_champion_predicts_probability_of_ai_generated_per_image(tiny_data_config, manifest_path, tmp_path, tracking_store):
+    trained = train.run(_config(tiny_data_config, manifest_path, tmp_path, epochs=1))
+    evaluated = evaluate.run(
+        evaluate.EvaluateConfig(
+            manifest_path=manifest_path, model_path=trained.model_path, run_id=trained.run_id, output_dir=str(tmp_path / "eval")
+        )
+    )
+    registry.run(
+        registry.RegistryConfig(
+            registered_model="predict-test",
+            model_uri=trained.model_uri,
+            run_id=trained.run_id,
+            variant="improved",
+            dataset_fingerprint="tiny",
+            threshold=evaluated.threshold,
+            metrics=evaluated.test,
+        )
+    )
+    folder = Path(tiny_data_config.root) / "test" / "FAKE"
+    result = predict.run(predict.PredictConfig(images=str(folder), model_uri="models:/predict-test@champion"))
+    assert len(result.predictions) == len(list(folder.iterdir())) and not result.skipped
+    assert all(0.0 <= row.p_ai_generated <= 1.0 and row.label in ("FAKE", "REAL") for row in result.predictions)
+    assert result.threshold == pytest.approx(evaluated.threshold)
+    corrupt = Path(tiny_data_config.root) / "train" / "REAL" / "defect_truncated.jpg"
+    assert (
+        "truncated"
+        in predict.run(predict.PredictConfig(images=str(corrupt), model_uri="models:/predict-test@champion")).skipped[str(corrupt)].lower()
+    )
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "components.cli", "predict", str(folder), "--model-uri", "models:/predict-test@champion"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MLFLOW_TRACKING_URI": tracking_store},
+    )
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[1] == "p_ai_generated\tlabel\tpath" and len(lines) == 2 + len(result.predictions)
+    listed = subprocess.run(
+        [sys.executable, "-m", "components.cli", "models", "--name", "predict-test", "list"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MLFLOW_TRACKING_URI": tracking_store},
+    )
+    assert "champion" in listed.stdout and trained.run_id in listed.stdout
