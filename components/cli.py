@@ -18,6 +18,7 @@ from components.config import DEMO_EPOCHS, PROFILES, VARIANTS, PipelineConfig, p
 # Stage commands hand their arguments to the component's own CLI (`python -m components.X`).
 STAGES = {
     "demo-data": ("components.demo_data", "Generate the offline demo dataset (REAL crops vs simulated-generator FAKEs)."),
+    "sync": ("components.s3data", "Mirror an s3://bucket/prefix dataset into the local cache (changed objects only)."),
     "validate": ("components.validate", "Decode every image; quarantine the unusable, flag duplicates and leakage."),
     "shard": ("components.shard", "Split and write TFRecord shards plus manifest.json."),
     "train": ("components.train", "Train one variant from shards; resumable; logs to MLflow."),

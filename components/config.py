@@ -41,7 +41,7 @@ class Strict(BaseModel):
 class DataConfig(Strict):
     """Where the images are and how they become shards."""
 
-    root: str = Field("work/demo-data", description="Dataset folder laid out as <root>/{train,test}/{REAL,FAKE}.")
+    root: str = Field("work/demo-data", description="<root>/{train,test}/{REAL,FAKE}: a folder, or s3://bucket/prefix (synced to a cache).")
     class_names: tuple[str, str] = ("FAKE", "REAL")
     generated_class: str = "FAKE"
     train_dir: str = "train"

@@ -16,6 +16,13 @@ from components.config import PipelineConfig, build_config
 VARIANT_ORDER = ("baseline", "improved")
 
 
+@task(retries=2, retry_delay_seconds=10)
+def sync_task(cfg: PipelineConfig) -> dict[str, Any]:
+    from components import s3data
+
+    return s3data.run(s3data.SyncConfig(uri=cfg.data.root, cache_dir=str(Path(cfg.work_dir) / "s3-cache"))).model_dump()
+
+
 @task
 def validate_task(cfg: PipelineConfig) -> dict[str, Any]:
     from components import validate
@@ -81,6 +88,8 @@ def train_pipeline(
     """Validate → shard → train → evaluate → register one variant."""
     settings.apply()
     cfg = build_config(variant, profile, overrides)  # a bad config fails here, before any work
+    if cfg.data.root.startswith("s3://"):
+        cfg = cfg.with_changes(data={"root": sync_task(cfg)["local_root"]})
     validated = validate_task(cfg)
     sharded = shard_task(cfg, validated)
     trained = train_task(cfg, sharded, parent_run_id)
