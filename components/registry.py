@@ -33,6 +33,8 @@ class RegistryConfig(Strict):
     threshold: float
     metrics: dict[str, float]
     primary_metric: str = "test_auc"
+    # Fingerprint of shards + variant config: a scheduled run finding it registered skips training.
+    config_key: str | None = None
 
 
 class RegistryResult(Strict):
@@ -94,6 +96,26 @@ def champion_history(client: MlflowClient, name: str) -> list[str]:
     return json.loads(client.get_registered_model(name).tags.get(HISTORY_TAG, "[]"))
 
 
+def find_version(name: str, config_key: str) -> dict | None:
+    """The newest version trained from exactly these shards and this variant config, if any."""
+    try:
+        found = MlflowClient().search_model_versions(f"name='{name}' and tag.config_key='{config_key}'")
+    except MlflowException:
+        return None
+    if not found:
+        return None
+    version = max(found, key=lambda item: int(item.version))
+    metrics = {
+        key.removeprefix(METRIC_TAG_PREFIX): float(value) for key, value in version.tags.items() if key.startswith(METRIC_TAG_PREFIX)
+    }
+    return {
+        "version": str(version.version),
+        "run_id": version.run_id,
+        "metrics": metrics,
+        "threshold": float(version.tags.get("threshold", "0.5")),
+    }
+
+
 def champion_version(client: MlflowClient, name: str) -> ModelVersion | None:
     try:
         return client.get_model_version_by_alias(name, CHAMPION)
@@ -115,6 +137,7 @@ def _register(cfg: RegistryConfig) -> ModelVersion:
         "variant": cfg.variant,
         "dataset_fingerprint": cfg.dataset_fingerprint,
         "threshold": f"{cfg.threshold:.6f}",
+        **({"config_key": cfg.config_key} if cfg.config_key else {}),
         **{METRIC_TAG_PREFIX + name: f"{value:.6f}" for name, value in cfg.metrics.items()},
     }
     return mlflow.register_model(cfg.model_uri, cfg.registered_model, tags=tags)

@@ -11,7 +11,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 
 from components import settings
-from components.config import PipelineConfig, build_config
+from components.config import PipelineConfig, build_config, fingerprint
 
 VARIANT_ORDER = ("baseline", "improved")
 
@@ -65,7 +65,16 @@ def evaluate_task(cfg: PipelineConfig, sharded: dict[str, Any], trained: dict[st
 
 
 @task(retries=2, retry_delay_seconds=5)
-def register_task(cfg: PipelineConfig, sharded: dict[str, Any], trained: dict[str, Any], evaluated: dict[str, Any]) -> dict[str, Any]:
+def find_registered_task(cfg: PipelineConfig, config_key: str) -> dict[str, Any] | None:
+    from components import registry
+
+    return registry.find_version(cfg.registered_model_name, config_key)
+
+
+@task(retries=2, retry_delay_seconds=5)
+def register_task(
+    cfg: PipelineConfig, sharded: dict[str, Any], trained: dict[str, Any], evaluated: dict[str, Any], config_key: str
+) -> dict[str, Any]:
     from components import registry
 
     registry_cfg = registry.RegistryConfig(
@@ -77,32 +86,53 @@ def register_task(cfg: PipelineConfig, sharded: dict[str, Any], trained: dict[st
         threshold=evaluated["threshold"],
         metrics=evaluated["test"],
         primary_metric=cfg.tracking.primary_metric,
+        config_key=config_key,
     )
     return registry.run(registry_cfg).model_dump()
 
 
 @flow(name="detector-pipeline", log_prints=True)
 def train_pipeline(
-    variant: str = "improved", profile: str = "demo", overrides: dict[str, Any] | None = None, parent_run_id: str | None = None
+    variant: str = "improved",
+    profile: str = "demo",
+    overrides: dict[str, Any] | None = None,
+    parent_run_id: str | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
-    """Validate → shard → train → evaluate → register one variant."""
+    """Validate → shard → train → evaluate → register one variant.
+
+    When these exact shards and this variant config are already registered, training is
+    skipped (that is what keeps a scheduled retrain cheap while nothing changed); force=True
+    retrains anyway.
+    """
     settings.apply()
     cfg = build_config(variant, profile, overrides)  # a bad config fails here, before any work
     if cfg.data.root.startswith("s3://"):
         cfg = cfg.with_changes(data={"root": sync_task(cfg)["local_root"]})
     validated = validate_task(cfg)
     sharded = shard_task(cfg, validated)
+    config_key = fingerprint(sharded["shard_key"], cfg.variant.model_dump())
+    existing = None if force else find_registered_task(cfg, config_key)
+    if existing:
+        get_run_logger().info(
+            "%s: data and config unchanged since v%s; skipping training (force=True retrains)", variant, existing["version"]
+        )
+        return {
+            "variant": variant,
+            "skipped": True,
+            "validated": validated,
+            "sharded": sharded,
+            "trained": {"run_id": existing["run_id"]},
+            "evaluated": {"test": existing["metrics"], "threshold": existing["threshold"], "positive_class": cfg.data.positive_class},
+            "registered": {
+                "registered_model": cfg.registered_model_name,
+                "version": existing["version"],
+                "decision": "unchanged; not retrained",
+            },
+        }
     trained = train_task(cfg, sharded, parent_run_id)
     evaluated = evaluate_task(cfg, sharded, trained)
-    registered = register_task(cfg, sharded, trained, evaluated)
-    summary = {
-        "variant": variant,
-        "validated": validated,
-        "sharded": sharded,
-        "trained": trained,
-        "evaluated": evaluated,
-        "registered": registered,
-    }
+    registered = register_task(cfg, sharded, trained, evaluated, config_key)
     get_run_logger().info(
         "%s: test AUC %.3f, run %s, model version %s (%s)",
         variant,
@@ -111,7 +141,15 @@ def train_pipeline(
         registered["version"],
         registered["decision"],
     )
-    return summary
+    return {
+        "variant": variant,
+        "skipped": False,
+        "validated": validated,
+        "sharded": sharded,
+        "trained": trained,
+        "evaluated": evaluated,
+        "registered": registered,
+    }
 
 
 @task
@@ -122,14 +160,14 @@ def compare_task(results: dict[str, dict[str, Any]], parent_run_id: str, work_di
 
 
 @flow(name="detector-compare", log_prints=True)
-def compare_variants(profile: str = "demo", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def compare_variants(profile: str = "demo", overrides: dict[str, Any] | None = None, force: bool = False) -> dict[str, Any]:
     """Both variants on the same shards, grouped under one MLflow parent run, plus the report's table."""
     from components import compare
 
     settings.apply()
     configs = {variant: build_config(variant, profile, overrides) for variant in VARIANT_ORDER}
     parent_run_id = compare.start_parent_run(configs["improved"].experiment_name, profile)
-    results = {variant: train_pipeline(variant, profile, overrides, parent_run_id) for variant in VARIANT_ORDER}
+    results = {variant: train_pipeline(variant, profile, overrides, parent_run_id, force) for variant in VARIANT_ORDER}
     return {
         "parent_run_id": parent_run_id,
         "results": results,

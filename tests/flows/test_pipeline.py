@@ -94,3 +94,24 @@ def test_prefect_yaml_deploys_the_named_deployments(prefect_api, tmp_path: Path)
         assert name in listing, listing
     improved = prefect("deployment", "inspect", "detector-pipeline/train-improved").stdout
     assert "0 3 * * 1" in improved and "detector-pool" in improved
+
+
+@pytest.mark.slow
+def test_unchanged_data_and_config_skip_training_unless_forced(prefect_api, tiny_dataset: Path, tracking_store: str, tmp_path: Path):
+    from flows.pipeline import train_pipeline
+
+    overrides = {
+        "data": {"root": str(tiny_dataset), "image_size": 32, "images_per_shard": 16},
+        "variant": {"fit": {"epochs": 1, "batch_size": 16}},
+        "work_dir": str(tmp_path / "work"),
+        "tracking": {"registered_model": "skip-test"},
+    }
+    first = train_pipeline(variant="baseline", overrides=overrides)
+    # A scheduled run on another worker has no local cache: only the registry can tell it nothing changed.
+    overrides["work_dir"] = str(tmp_path / "elsewhere")
+    second = train_pipeline(variant="baseline", overrides=overrides)
+    assert not first["skipped"] and second["skipped"]
+    assert second["registered"]["version"] == first["registered"]["version"]
+    assert not (tmp_path / "elsewhere" / "runs").exists()
+    forced = train_pipeline(variant="baseline", overrides=overrides, force=True)
+    assert not forced["skipped"] and forced["trained"]["run_id"] != first["trained"]["run_id"]
