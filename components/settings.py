@@ -7,6 +7,7 @@ their own tracking URI are never overridden behind their back.
 from __future__ import annotations
 
 import os
+import urllib.request
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -52,3 +53,21 @@ def apply(path: Path = SETTINGS_FILE, local_path: Path = LOCAL_SETTINGS_FILE) ->
     for key, value in values.items():
         os.environ.setdefault(key, value)
     return {key: os.environ[key] for key in values}
+
+
+class TrackingUnavailable(RuntimeError):
+    """The configured MLflow tracking server does not answer; the message says what to do."""
+
+
+def check_tracking_server(timeout: float = 10.0) -> None:
+    """Fail fast, before any work, when an http(s) tracking URI does not answer its health check."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout)
+    except OSError as error:
+        raise TrackingUnavailable(
+            f"MLflow tracking server {uri} is unreachable ({error}). Start it (infra/local/services.sh start) "
+            "or unset MLFLOW_TRACKING_URI to use the local sqlite store."
+        ) from None

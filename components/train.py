@@ -185,7 +185,11 @@ def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
 
 
 class EpochState(keras.callbacks.Callback):
-    """Per epoch: log metrics to MLflow in one call, then save model and callback counters."""
+    """Per epoch: save model and callback counters first, then log the metrics to MLflow.
+
+    Saving first means a tracking server that is down costs no training: the run stops with
+    its checkpoint intact, and the rerun logs the epochs the server missed before going on.
+    """
 
     COUNTERS = ("best", "wait", "cooldown_counter", "stopped_epoch")
 
@@ -197,11 +201,11 @@ class EpochState(keras.callbacks.Callback):
         for name, counters in self.state["counters"].items():
             for attribute, value in counters.items():
                 setattr(self.tracked[name], attribute, value)
+        self._log_pending()
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         row = {"epoch": epoch, **{key: float(value) for key, value in (logs or {}).items()}}
         row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        mlflow.log_metrics({key: value for key, value in row.items() if key != "epoch"}, step=epoch)
         _atomic_save_model(self.model, self.run_dir / "last.keras")
         self.state["history"].append(row)
         self.state["epoch"] = epoch + 1
@@ -210,6 +214,13 @@ class EpochState(keras.callbacks.Callback):
             for name, callback in self.tracked.items()
         }
         _write_json(self.run_dir / "state.json", self.state)
+        self._log_pending()
+
+    def _log_pending(self) -> None:
+        for row in self.state["history"][self.state.get("logged", 0) :]:
+            mlflow.log_metrics({key: value for key, value in row.items() if key != "epoch"}, step=row["epoch"])
+            self.state["logged"] = row["epoch"] + 1
+            _write_json(self.run_dir / "state.json", self.state)
 
 
 def _load_state(run_dir: Path) -> dict[str, Any]:

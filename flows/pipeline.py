@@ -107,6 +107,7 @@ def train_pipeline(
     """
     settings.apply()
     cfg = build_config(variant, profile, overrides)  # a bad config fails here, before any work
+    settings.check_tracking_server()
     if cfg.data.root.startswith("s3://"):
         cfg = cfg.with_changes(data={"root": sync_task(cfg)["local_root"]})
     validated = validate_task(cfg)
@@ -165,6 +166,7 @@ def compare_variants(profile: str = "demo", overrides: dict[str, Any] | None = N
     from components import compare
 
     settings.apply()
+    settings.check_tracking_server()
     configs = {variant: build_config(variant, profile, overrides) for variant in VARIANT_ORDER}
     parent_run_id = compare.start_parent_run(configs["improved"].experiment_name, profile)
     results = {variant: train_pipeline(variant, profile, overrides, parent_run_id, force) for variant in VARIANT_ORDER}

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# The local service stack, without docker: an S3-compatible server (moto), an MLflow tracking
+# server that proxies artifacts to it, a Prefect server, a process work pool and a worker.
+#   infra/local/services.sh start | stop | status
+# Ports, folders and the bucket come from the environment (defaults below), so tests can run
+# a stack on free ports beside yours. Logs: $STACK_DIR/logs/{s3,mlflow,prefect,worker}.log.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+BIN=${BIN:-.venv/bin}
+STACK_DIR=$(realpath -m "${STACK_DIR:-work/services}")
+S3_PORT=${S3_PORT:-9000}
+MLFLOW_PORT=${MLFLOW_PORT:-5000}
+PREFECT_PORT=${PREFECT_PORT:-4200}
+ARTIFACT_BUCKET=${ARTIFACT_BUCKET:-detector-artifacts}
+WORK_POOL=${WORK_POOL:-detector-pool}
+# moto accepts any credentials; against real S3 or MinIO, export your own (never commit them).
+export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-local-stack}
+export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-local-stack}
+export AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1}
+export MLFLOW_S3_ENDPOINT_URL=${MLFLOW_S3_ENDPOINT_URL:-http://127.0.0.1:$S3_PORT}
+export PREFECT_HOME=$STACK_DIR/prefect-home
+export PREFECT_SERVER_ANALYTICS_ENABLED=false
+export PREFECT_API_URL=http://127.0.0.1:$PREFECT_PORT/api
+export MLFLOW_TRACKING_URI=http://127.0.0.1:$MLFLOW_PORT
+LOGS=$STACK_DIR/logs
+PIDS=$STACK_DIR/pids
+
+launch() {  # name, command...: start in the background, remember the pid, log to a file
+  local name=$1; shift
+  setsid "$@" >"$LOGS/$name.log" 2>&1 </dev/null &
+  echo $! >"$PIDS/$name.pid"
+}
+
+wait_for() {  # name, url: poll until it answers, at most 120 s
+  local name=$1 url=$2
+  for _ in $(seq 1 600); do
+    if "$BIN/python" -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=2)" "$url" 2>/dev/null; then
+      echo "  $name ready at $url"; return 0
+    fi
+    if ! kill -0 "$(cat "$PIDS/$name.pid")" 2>/dev/null; then
+      echo "  $name exited; see $LOGS/$name.log" >&2; tail -20 "$LOGS/$name.log" >&2; return 1
+    fi
+    sleep 0.2
+  done
+  echo "  $name did not answer at $url within 120 s; see $LOGS/$name.log" >&2; return 1
+}
+
+start() {
+  mkdir -p "$LOGS" "$PIDS" "$STACK_DIR/mlflow" "$PREFECT_HOME"
+  launch s3 "$BIN/python" -m moto.server -H 127.0.0.1 -p "$S3_PORT"
+  wait_for s3 "$MLFLOW_S3_ENDPOINT_URL"
+  "$BIN/python" - "$ARTIFACT_BUCKET" <<'PY'
+import sys
+from components.s3data import s3_client
+client = s3_client()
+if sys.argv[1] not in [bucket["Name"] for bucket in client.list_buckets()["Buckets"]]:
+    client.create_bucket(Bucket=sys.argv[1])
+PY
+  launch mlflow "$BIN/mlflow" server --host 127.0.0.1 --port "$MLFLOW_PORT" --workers 1 \
+    --backend-store-uri "sqlite:///$STACK_DIR/mlflow/mlflow.db" \
+    --artifacts-destination "s3://$ARTIFACT_BUCKET/mlflow" --serve-artifacts
+  launch prefect "$BIN/prefect" server start --host 127.0.0.1 --port "$PREFECT_PORT"
+  wait_for mlflow "$MLFLOW_TRACKING_URI/health"
+  wait_for prefect "$PREFECT_API_URL/health"
+  "$BIN/prefect" work-pool create "$WORK_POOL" --type process --overwrite >/dev/null
+  launch worker "$BIN/prefect" worker start --pool "$WORK_POOL"
+  cat >"$STACK_DIR/env" <<ENV
+export PREFECT_API_URL=$PREFECT_API_URL
+export MLFLOW_TRACKING_URI=$MLFLOW_TRACKING_URI
+export MLFLOW_S3_ENDPOINT_URL=$MLFLOW_S3_ENDPOINT_URL
+export AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID
+export AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
+export AWS_DEFAULT_REGION=$AWS_DEFAULT_REGION
+ENV
+  echo "Stack up. In your shell: source $STACK_DIR/env   (logs in $LOGS/)"
+}
+
+stop() {
+  for pid_file in "$PIDS"/*.pid; do
+    [ -e "$pid_file" ] || continue
+    pid=$(cat "$pid_file")
+    # Prefect and MLflow run child processes (uvicorn/gunicorn workers): end the whole group.
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    rm -f "$pid_file"
+  done
+  echo "Stack stopped."
+}
+
+status() {
+  for pid_file in "$PIDS"/*.pid; do
+    [ -e "$pid_file" ] || { echo "not running"; return 0; }
+    name=$(basename "$pid_file" .pid)
+    if kill -0 "$(cat "$pid_file")" 2>/dev/null; then echo "$name: running"; else echo "$name: stopped"; fi
+  done
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,119 @@
+"""The product on real services: moto S3, `mlflow server` proxying artifacts to it, a Prefect
+server, a process work pool and worker, all started by infra/local/services.sh on free ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.conftest import free_port
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "infra" / "local" / "services.sh"
+MODEL = "ai-image-detector"  # what the worker registers into: the stack has its own fresh store
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Path):
+    stack_dir = tmp_path_factory.mktemp("stack")
+    ports = {"S3_PORT": free_port(), "MLFLOW_PORT": free_port(), "PREFECT_PORT": free_port()}
+    env = {
+        **os.environ,
+        **{key: str(value) for key, value in ports.items()},
+        "STACK_DIR": str(stack_dir),
+        "BIN": str(Path(sys.executable).parent),
+    }
+    for key in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL", "MLFLOW_S3_ENDPOINT_URL"):
+        env.pop(key, None)
+    started = subprocess.run(["bash", str(SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=300)
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        for line in (stack_dir / "env").read_text().splitlines():
+            key, _, value = line.removeprefix("export ").partition("=")
+            env[key] = value
+        _upload(tiny_dataset, env)
+        yield env
+    finally:
+        subprocess.run(["bash", str(SCRIPT), "stop"], env=env, capture_output=True, timeout=60)
+
+
+def _upload(root: Path, env: dict[str, str]) -> None:
+    code = (
+        "import sys; from pathlib import Path; from components.s3data import s3_client\n"
+        "client = s3_client(); client.create_bucket(Bucket='detector-data'); root = Path(sys.argv[1])\n"
+        "[client.upload_file(str(p), 'detector-data', 'tiny/' + str(p.relative_to(root))) for p in root.rglob('*.png')]"
+    )
+    subprocess.run([sys.executable, "-c", code, str(root)], env=env, check=True, cwd=REPO)
+
+
+def _prefect(env: dict[str, str], *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "prefect", *args], cwd=REPO, env={**env, "COLUMNS": "250"}, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _run_improved(env: dict[str, str], work_dir: Path) -> subprocess.CompletedProcess:
+    overrides = {
+        "data": {"root": "s3://detector-data/tiny", "image_size": 32, "images_per_shard": 16},
+        "variant": {"fit": {"epochs": 1, "batch_size": 16}},
+        "work_dir": str(work_dir),
+    }
+    return _prefect(
+        env,
+        "deployment",
+        "run",
+        "detector-pipeline/train-improved",
+        "--watch",
+        "--watch-timeout",
+        "540",
+        "-p",
+        "profile=demo",
+        "-p",
+        f"overrides={json.dumps(overrides)}",
+    )
+
+
+def _client(env: dict[str, str]) -> MlflowClient:
+    return MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"], registry_uri=env["MLFLOW_TRACKING_URI"])
+
+
+def test_deployment_run_trains_logs_to_the_server_and_registers(stack, tmp_path: Path):
+    deployed = _prefect(stack, "--no-prompt", "deploy", "--all")
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    assert "0 3 * * 1" in _prefect(stack, "deployment", "inspect", "detector-pipeline/train-improved").stdout
+
+    finished = _run_improved(stack, tmp_path / "work")
+    assert finished.returncode == 0 and "Completed" in finished.stdout, finished.stdout[-3000:] + finished.stderr[-3000:]
+
+    client = _client(stack)
+    [run] = client.search_runs([client.get_experiment_by_name("detector-tiny").experiment_id], "tags.variant = 'improved'")
+    assert run.data.params["model.trainable_backbone_layers"] == "15" and "test_auc" in run.data.metrics
+    assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 1
+    version = client.get_model_version_by_alias(MODEL, "champion")
+    assert version.run_id == run.info.run_id
+
+    list_keys = (
+        "from components.s3data import s3_client; pages = s3_client().get_paginator('list_objects_v2')"
+        ".paginate(Bucket='detector-artifacts'); print('\\n'.join(o['Key'] for p in pages for o in p.get('Contents', [])))"
+    )
+    listing = subprocess.run([sys.executable, "-c", list_keys], env=stack, cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert f"{run.info.run_id}/artifacts/plots/learning_curves.png" in listing and "MLmodel" in listing
+
+
+def test_second_run_on_unchanged_data_skips_training(stack, tmp_path: Path):
+    client = _client(stack)
+    before = len(client.search_model_versions(f"name='{MODEL}'"))
+    experiment = client.get_experiment_by_name("detector-tiny").experiment_id
+    runs_before = len(client.search_runs([experiment]))
+    finished = _run_improved(stack, tmp_path / "fresh-worker-cache")
+    assert finished.returncode == 0, finished.stdout[-3000:]
+    assert len(client.search_model_versions(f"name='{MODEL}'")) == before >= 1
+    assert len(client.search_runs([experiment])) == runs_before
+    assert not (tmp_path / "fresh-worker-cache" / "runs").exists()
