@@ -8,9 +8,10 @@ that already finished is reused, not repeated.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import keras
 import mlflow
 import numpy as np
 import tensorflow as tf
+from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from components import plots
@@ -25,6 +27,7 @@ from components.cli_support import component_main
 from components.config import PipelineConfig, Strict, fingerprint, flatten
 from components.model import build_model, count_parameters
 from components.records import make_dataset, read_manifest
+from components.settings import TrackingUnavailable
 
 
 class TrainConfig(Strict):
@@ -56,7 +59,7 @@ def run(cfg: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback] = 
     keras.utils.set_random_seed(fit.seed)
     state = _load_state(run_dir)
     resumed_at_epoch = state["epoch"]
-    with _mlflow_run(cfg, manifest, run_dir) as active:
+    with _mlflow_run(cfg, manifest, run_dir) as active, _failed_run_on(TrackingUnavailable):
         model = _model(cfg, manifest, run_dir, resuming=bool(state["history"]))
         train = make_dataset(cfg.manifest_path, "train", fit.batch_size, training=True, seed=fit.seed)
         val = make_dataset(cfg.manifest_path, "val", fit.batch_size)
@@ -111,6 +114,18 @@ def _mlflow_run(cfg: TrainConfig, manifest: dict[str, Any], run_dir: Path) -> ml
     mlflow.log_params({**params, "variant": variant.name, "image_size": manifest["image_size"]})
     id_file.write_text(active.info.run_id)
     return active
+
+
+@contextlib.contextmanager
+def _failed_run_on(unreachable: type[Exception]) -> Iterator[None]:
+    """Keep the clear error when the server is gone: the run's own exit would replace it with
+    MLflow's failure to mark the run FAILED on that same unreachable server."""
+    try:
+        yield
+    except unreachable:
+        with contextlib.suppress(MlflowException):
+            mlflow.end_run("FAILED")
+        raise
 
 
 def _model(cfg: TrainConfig, manifest: dict[str, Any], run_dir: Path, resuming: bool) -> keras.Model:
@@ -218,7 +233,14 @@ class EpochState(keras.callbacks.Callback):
 
     def _log_pending(self) -> None:
         for row in self.state["history"][self.state.get("logged", 0) :]:
-            mlflow.log_metrics({key: value for key, value in row.items() if key != "epoch"}, step=row["epoch"])
+            try:
+                mlflow.log_metrics({key: value for key, value in row.items() if key != "epoch"}, step=row["epoch"])
+            except MlflowException as error:
+                raise TrackingUnavailable(
+                    f"MLflow tracking server {mlflow.get_tracking_uri()} stopped answering at epoch {row['epoch'] + 1} "
+                    f"({str(error)[:200]}). Training is checkpointed in {self.run_dir}; rerun the same command once the "
+                    "server is back to resume there and log the missed epochs."
+                ) from None
             self.state["logged"] = row["epoch"] + 1
             _write_json(self.run_dir / "state.json", self.state)
 

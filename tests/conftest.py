@@ -41,6 +41,19 @@ def tiny_data_config(tiny_dataset: Path) -> DataConfig:
 
 
 @pytest.fixture
+def manifest_path(tiny_data_config: DataConfig, tmp_path: Path) -> str:
+    """Validated and sharded tiny data under tmp_path/work, ready to train on."""
+    from components import shard, validate
+
+    work_dir = str(tmp_path / "work")
+    validated = validate.run(validate.ValidateConfig(data=tiny_data_config, work_dir=work_dir))
+    config = shard.ShardConfig(
+        data=tiny_data_config, report_path=validated.report_path, dataset_fingerprint=validated.dataset_fingerprint, work_dir=work_dir
+    )
+    return shard.run(config).manifest_path
+
+
+@pytest.fixture
 def tracking_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A real MLflow sqlite store per test; the environment variable is what entrypoints read."""
     import mlflow

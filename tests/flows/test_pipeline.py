@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from components import settings
 from components.registry import CHALLENGER, CHAMPION
+from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -115,3 +117,16 @@ def test_unchanged_data_and_config_skip_training_unless_forced(prefect_api, tiny
     assert not (tmp_path / "elsewhere" / "runs").exists()
     forced = train_pipeline(variant="baseline", overrides=overrides, force=True)
     assert not forced["skipped"] and forced["trained"]["run_id"] != first["trained"]["run_id"]
+
+
+def test_pipeline_against_a_dead_tracking_server_fails_before_any_work(tiny_data_config, tmp_path, monkeypatch):
+    dead = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", dead)
+    overrides = {"data": tiny_data_config.model_dump(), "work_dir": str(tmp_path / "work")}
+
+    from flows.pipeline import train_pipeline
+
+    with pytest.raises(settings.TrackingUnavailable, match="unreachable") as failure:
+        train_pipeline.fn("improved", "demo", overrides)
+    assert dead in str(failure.value)
+    assert not (tmp_path / "work").exists()
