@@ -4,7 +4,10 @@
 #   infra/local/services.sh start | stop | status
 # Ports, folders and the bucket come from the environment (defaults below), so tests can run
 # a stack on free ports beside yours. Logs: $STACK_DIR/logs/{s3,mlflow,prefect,worker}.log.
+# MLFLOW_BACKEND=postgresql puts MLflow's store in a private PostgreSQL cluster on PG_PORT
+# (log: $STACK_DIR/logs/postgres.log) instead of sqlite; it needs psycopg2 ('.[services]').
 set -euo pipefail
+shopt -s inherit_errexit
 cd "$(dirname "$0")/../.."
 
 BIN=${BIN:-.venv/bin}
@@ -14,6 +17,9 @@ MLFLOW_PORT=${MLFLOW_PORT:-5000}
 PREFECT_PORT=${PREFECT_PORT:-4200}
 ARTIFACT_BUCKET=${ARTIFACT_BUCKET:-detector-artifacts}
 WORK_POOL=${WORK_POOL:-detector-pool}
+MLFLOW_BACKEND=${MLFLOW_BACKEND:-sqlite}
+PG_PORT=${PG_PORT:-5433}
+PG_BIN=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
 # moto accepts any credentials; against real S3 or MinIO, export your own (never commit them).
 export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-local-stack}
 export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-local-stack}
@@ -46,8 +52,36 @@ wait_for() {  # name, url: poll until it answers, at most 120 s
   echo "  $name did not answer at $url within 120 s; see $LOGS/$name.log" >&2; return 1
 }
 
+pg_data() {  # as root the cluster must sit where 'postgres' can reach it; a link keeps it findable
+  if [ "$(id -u)" = 0 ] && [ ! -e "$STACK_DIR/postgres" ]; then
+    local data; data=$(mktemp -d /var/tmp/detector-postgres.XXXXXX)
+    chown postgres: "$data"; ln -s "$data" "$STACK_DIR/postgres"
+  fi
+  mkdir -p "$STACK_DIR/postgres"; realpath "$STACK_DIR/postgres"
+}
+
+start_postgres() {  # sets $backend; loopback only with trust auth: a local development store
+  local data as_postgres=()
+  # PostgreSQL refuses to run as root; as root, its tools run as the 'postgres' user.
+  [ "$(id -u)" = 0 ] && as_postgres=(runuser -u postgres --)
+  data=$(pg_data)
+  [ -s "$data/PG_VERSION" ] || "${as_postgres[@]}" "$PG_BIN/initdb" -D "$data" -U mlflow --auth=trust >"$LOGS/postgres-init.log"
+  launch postgres "${as_postgres[@]}" "$PG_BIN/postgres" -D "$data" -p "$PG_PORT" \
+    -c listen_addresses=127.0.0.1 -c unix_socket_directories="$data"
+  for _ in $(seq 1 300); do "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" && break; sleep 0.2; done
+  "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U mlflow -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'mlflow'" \
+    | grep -q 1 || "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U mlflow mlflow
+  echo "  postgres ready at 127.0.0.1:$PG_PORT"
+  backend="postgresql+psycopg2://mlflow@127.0.0.1:$PG_PORT/mlflow"
+}
+
 start() {
   mkdir -p "$LOGS" "$PIDS" "$STACK_DIR/mlflow" "$PREFECT_HOME"
+  case "$MLFLOW_BACKEND" in
+    sqlite) backend="sqlite:///$STACK_DIR/mlflow/mlflow.db" ;;
+    postgresql) start_postgres ;;
+    *) echo "MLFLOW_BACKEND must be sqlite or postgresql. Received: MLFLOW_BACKEND=$MLFLOW_BACKEND" >&2; exit 2 ;;
+  esac
   launch s3 "$BIN/python" -m moto.server -H 127.0.0.1 -p "$S3_PORT"
   wait_for s3 "$MLFLOW_S3_ENDPOINT_URL"
   "$BIN/python" - "$ARTIFACT_BUCKET" <<'PY'
@@ -58,7 +92,7 @@ if sys.argv[1] not in [bucket["Name"] for bucket in client.list_buckets()["Bucke
     client.create_bucket(Bucket=sys.argv[1])
 PY
   launch mlflow "$BIN/mlflow" server --host 127.0.0.1 --port "$MLFLOW_PORT" --workers 1 \
-    --backend-store-uri "sqlite:///$STACK_DIR/mlflow/mlflow.db" \
+    --backend-store-uri "$backend" \
     --artifacts-destination "s3://$ARTIFACT_BUCKET/mlflow" --serve-artifacts
   launch prefect "$BIN/prefect" server start --host 127.0.0.1 --port "$PREFECT_PORT"
   wait_for mlflow "$MLFLOW_TRACKING_URI/health"
@@ -77,11 +111,16 @@ ENV
 }
 
 stop() {
-  for pid_file in "$PIDS"/*.pid; do
+  # Reverse start order: the worker deregisters while the Prefect server still answers.
+  for name in worker prefect mlflow s3 postgres; do
+    pid_file=$PIDS/$name.pid
     [ -e "$pid_file" ] || continue
     pid=$(cat "$pid_file")
-    # Prefect and MLflow run child processes (uvicorn/gunicorn workers): end the whole group.
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    # Prefect and MLflow run child processes (uvicorn/gunicorn workers): end the whole group,
+    # and give it 20 s to shut down cleanly before it is killed.
+    kill -TERM -- "-$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
     rm -f "$pid_file"
   done
   echo "Stack stopped."

@@ -117,3 +117,39 @@ def test_second_run_on_unchanged_data_skips_training(stack, tmp_path: Path):
     assert len(client.search_model_versions(f"name='{MODEL}'")) == before >= 1
     assert len(client.search_runs([experiment])) == runs_before
     assert not (tmp_path / "fresh-worker-cache" / "runs").exists()
+
+
+def test_mlflow_on_postgresql_keeps_runs_and_versions_in_the_database(tmp_path: Path):
+    import psycopg2
+
+    pg_port = free_port()
+    env = {
+        **os.environ,
+        "S3_PORT": str(free_port()),
+        "MLFLOW_PORT": str(free_port()),
+        "PREFECT_PORT": str(free_port()),
+        "PG_PORT": str(pg_port),
+        "MLFLOW_BACKEND": "postgresql",
+        "STACK_DIR": str(tmp_path / "stack"),
+        "BIN": str(Path(sys.executable).parent),
+    }
+    for key in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL", "MLFLOW_S3_ENDPOINT_URL"):
+        env.pop(key, None)
+    try:
+        started = subprocess.run(["bash", str(SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=300)
+        assert started.returncode == 0, started.stdout + started.stderr
+        client = MlflowClient(tracking_uri=f"http://127.0.0.1:{env['MLFLOW_PORT']}")
+        run = client.create_run(client.create_experiment("on-postgres"))
+        client.log_metric(run.info.run_id, "val_auc", 0.75)
+        client.create_registered_model("pg-model")
+        client.create_model_version("pg-model", f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+
+        with psycopg2.connect(host="127.0.0.1", port=pg_port, user="mlflow", dbname="mlflow") as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT run_uuid FROM runs")
+            assert [row[0] for row in cursor.fetchall()] == [run.info.run_id]
+            cursor.execute("SELECT name, version FROM model_versions")
+            assert cursor.fetchall() == [("pg-model", 1)]
+    finally:
+        subprocess.run(["bash", str(SCRIPT), "stop"], env=env, capture_output=True, timeout=120)
+    with pytest.raises(psycopg2.OperationalError):  # `stop` ends PostgreSQL too
+        psycopg2.connect(host="127.0.0.1", port=pg_port, user="mlflow", dbname="mlflow", connect_timeout=5)
