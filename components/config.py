@@ -164,12 +164,31 @@ class TrackingConfig(Strict):
     primary_metric: Literal["test_auc", "test_accuracy", "test_f1", "test_pr_auc"] = "test_auc"
 
 
+class ExecutionConfig(Strict):
+    """Where each stage runs. `in-process` (the embedded and local modes): inside the pipeline's
+    flow run. `deployments` (docker or kubernetes work pools): each stage as a run of its image's
+    deployment, e.g. `detector-stage/gpu` for training; `work_dir` must then be storage that all
+    stage containers share, and Prefect's result storage too."""
+
+    stages: Literal["in-process", "deployments"] = "in-process"
+    deployment: str = Field("detector-stage/{image}", description="Deployment per stage; {image} is cpu or gpu.")
+    timeout_seconds: float | None = Field(None, gt=0, description="Give up waiting for a stage run after this long; None waits.")
+
+    @field_validator("deployment")
+    @classmethod
+    def _names_flow_and_deployment(cls, value: str) -> str:
+        if "/" not in value:
+            raise ValueError(f"must be '<flow name>/<deployment name>'. Received: deployment={value!r}")
+        return value
+
+
 class PipelineConfig(Strict):
     """Everything one pipeline execution needs: data, one variant, where to work, where to log."""
 
     data: DataConfig = DataConfig()
     variant: VariantConfig = BASELINE
     tracking: TrackingConfig = TrackingConfig()
+    execution: ExecutionConfig = ExecutionConfig()
     work_dir: str = "work"
 
     @property

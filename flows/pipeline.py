@@ -1,6 +1,7 @@
-"""Prefect flows: wiring only. Each task calls one component's run() and passes on its small
-JSON result. Component modules are imported inside the tasks, so importing this module (as a
-Prefect worker does to read a deployment) never loads TensorFlow.
+"""Prefect flows: wiring only. Each task hands one stage its JSON config and passes on its small
+JSON result; flows/stages.py runs the stage in-process or as its own deployment run, as
+`execution.stages` says. Component modules are imported only when a stage runs, so importing
+this module (as a Prefect worker does to read a deployment) never loads TensorFlow.
 """
 
 from __future__ import annotations
@@ -12,56 +13,48 @@ from prefect import flow, get_run_logger, task
 
 from components import settings
 from components.config import PipelineConfig, build_config, fingerprint
+from flows.stages import run_stage
 
 VARIANT_ORDER = ("baseline", "improved")
 
 
 @task(retries=2, retry_delay_seconds=10)
 def sync_task(cfg: PipelineConfig) -> dict[str, Any]:
-    from components import s3data
-
-    return s3data.run(s3data.SyncConfig(uri=cfg.data.root, cache_dir=str(Path(cfg.work_dir) / "s3-cache"))).model_dump()
+    return run_stage(cfg.execution, "sync", {"uri": cfg.data.root, "cache_dir": str(Path(cfg.work_dir) / "s3-cache")})
 
 
 @task
 def validate_task(cfg: PipelineConfig) -> dict[str, Any]:
-    from components import validate
-
-    return validate.run(validate.ValidateConfig(data=cfg.data, work_dir=cfg.work_dir)).model_dump()
+    return run_stage(cfg.execution, "validate", {"data": cfg.data.model_dump(), "work_dir": cfg.work_dir})
 
 
 @task
 def shard_task(cfg: PipelineConfig, validated: dict[str, Any]) -> dict[str, Any]:
-    from components import shard
-
-    shard_cfg = shard.ShardConfig(
-        data=cfg.data,
-        augment=cfg.variant.augment,
-        report_path=validated["report_path"],
-        dataset_fingerprint=validated["dataset_fingerprint"],
-        work_dir=cfg.work_dir,
-    )
-    return shard.run(shard_cfg).model_dump()
+    shard_cfg = {
+        "data": cfg.data.model_dump(),
+        "augment": cfg.variant.augment.model_dump(),
+        "report_path": validated["report_path"],
+        "dataset_fingerprint": validated["dataset_fingerprint"],
+        "work_dir": cfg.work_dir,
+    }
+    return run_stage(cfg.execution, "shard", shard_cfg)
 
 
 @task
 def train_task(cfg: PipelineConfig, sharded: dict[str, Any], parent_run_id: str | None) -> dict[str, Any]:
-    from components import train
-
-    return train.run(train.TrainConfig(pipeline=cfg, manifest_path=sharded["manifest_path"], parent_run_id=parent_run_id)).model_dump()
+    train_cfg = {"pipeline": cfg.model_dump(), "manifest_path": sharded["manifest_path"], "parent_run_id": parent_run_id}
+    return run_stage(cfg.execution, "train", train_cfg)
 
 
 @task
 def evaluate_task(cfg: PipelineConfig, sharded: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
-    from components import evaluate
-
-    evaluate_cfg = evaluate.EvaluateConfig(
-        manifest_path=sharded["manifest_path"],
-        model_path=trained["model_path"],
-        run_id=trained["run_id"],
-        output_dir=str(Path(trained["model_path"]).parent / "evaluation"),
-    )
-    return evaluate.run(evaluate_cfg).model_dump()
+    evaluate_cfg = {
+        "manifest_path": sharded["manifest_path"],
+        "model_path": trained["model_path"],
+        "run_id": trained["run_id"],
+        "output_dir": str(Path(trained["model_path"]).parent / "evaluation"),
+    }
+    return run_stage(cfg.execution, "evaluate", evaluate_cfg)
 
 
 @task(retries=2, retry_delay_seconds=5)
@@ -75,20 +68,18 @@ def find_registered_task(cfg: PipelineConfig, config_key: str) -> dict[str, Any]
 def register_task(
     cfg: PipelineConfig, sharded: dict[str, Any], trained: dict[str, Any], evaluated: dict[str, Any], config_key: str
 ) -> dict[str, Any]:
-    from components import registry
-
-    registry_cfg = registry.RegistryConfig(
-        registered_model=cfg.registered_model_name,
-        model_uri=trained["model_uri"],
-        run_id=trained["run_id"],
-        variant=cfg.variant.name,
-        dataset_fingerprint=sharded["dataset_fingerprint"],
-        threshold=evaluated["threshold"],
-        metrics=evaluated["test"],
-        primary_metric=cfg.tracking.primary_metric,
-        config_key=config_key,
-    )
-    return registry.run(registry_cfg).model_dump()
+    registry_cfg = {
+        "registered_model": cfg.registered_model_name,
+        "model_uri": trained["model_uri"],
+        "run_id": trained["run_id"],
+        "variant": cfg.variant.name,
+        "dataset_fingerprint": sharded["dataset_fingerprint"],
+        "threshold": evaluated["threshold"],
+        "metrics": evaluated["test"],
+        "primary_metric": cfg.tracking.primary_metric,
+        "config_key": config_key,
+    }
+    return run_stage(cfg.execution, "register", registry_cfg)
 
 
 @flow(name="detector-pipeline", log_prints=True)

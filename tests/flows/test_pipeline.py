@@ -92,7 +92,8 @@ def test_prefect_yaml_deploys_the_named_deployments(prefect_api, tmp_path: Path)
     deployed = prefect("--no-prompt", "deploy", "--all")
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     listing = prefect("deployment", "ls").stdout
-    for name in ("detector-pipeline/train-baseline", "detector-pipeline/train-improved", "detector-compare/compare-variants"):
+    expected = ("detector-pipeline/train-baseline", "detector-pipeline/train-improved", "detector-compare/compare-variants")
+    for name in (*expected, "detector-stage/cpu", "detector-stage/gpu"):
         assert name in listing, listing
     improved = prefect("deployment", "inspect", "detector-pipeline/train-improved").stdout
     assert "0 3 * * 1" in improved and "detector-pool" in improved

@@ -59,17 +59,18 @@ def _prefect(env: dict[str, str], *args: str, timeout: int = 600) -> subprocess.
     )
 
 
-def _run_improved(env: dict[str, str], work_dir: Path) -> subprocess.CompletedProcess:
+def _run(env: dict[str, str], work_dir: Path, deployment: str = "train-improved", **changes: dict) -> subprocess.CompletedProcess:
     overrides = {
         "data": {"root": "s3://detector-data/tiny", "image_size": 32, "images_per_shard": 16},
         "variant": {"fit": {"epochs": 1, "batch_size": 16}},
         "work_dir": str(work_dir),
+        **changes,
     }
     return _prefect(
         env,
         "deployment",
         "run",
-        "detector-pipeline/train-improved",
+        f"detector-pipeline/{deployment}",
         "--watch",
         "--watch-timeout",
         "540",
@@ -89,7 +90,7 @@ def test_deployment_run_trains_logs_to_the_server_and_registers(stack, tmp_path:
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     assert "0 3 * * 1" in _prefect(stack, "deployment", "inspect", "detector-pipeline/train-improved").stdout
 
-    finished = _run_improved(stack, tmp_path / "work")
+    finished = _run(stack, tmp_path / "work")
     assert finished.returncode == 0 and "Completed" in finished.stdout, finished.stdout[-3000:] + finished.stderr[-3000:]
 
     client = _client(stack)
@@ -112,11 +113,38 @@ def test_second_run_on_unchanged_data_skips_training(stack, tmp_path: Path):
     before = len(client.search_model_versions(f"name='{MODEL}'"))
     experiment = client.get_experiment_by_name("detector-tiny").experiment_id
     runs_before = len(client.search_runs([experiment]))
-    finished = _run_improved(stack, tmp_path / "fresh-worker-cache")
+    finished = _run(stack, tmp_path / "fresh-worker-cache")
     assert finished.returncode == 0, finished.stdout[-3000:]
     assert len(client.search_model_versions(f"name='{MODEL}'")) == before >= 1
     assert len(client.search_runs([experiment])) == runs_before
     assert not (tmp_path / "fresh-worker-cache" / "runs").exists()
+
+
+def test_each_stage_runs_as_its_own_deployment_run_when_configured(stack, tmp_path: Path):
+    deployed = _prefect(stack, "--no-prompt", "deploy", "--all")
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+
+    finished = _run(stack, tmp_path / "work", "train-baseline", execution={"stages": "deployments"})
+    assert finished.returncode == 0 and "Completed" in finished.stdout, finished.stdout[-3000:] + finished.stderr[-3000:]
+
+    list_stage_runs = (
+        "import json; from prefect.client.orchestration import get_client\n"
+        "from prefect.client.schemas.filters import FlowFilter, FlowFilterName\n"
+        "with get_client(sync_client=True) as client:\n"
+        "    names = {client.read_deployment_by_name(f'detector-stage/{i}').id: i for i in ('cpu', 'gpu')}\n"
+        "    runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=['detector-stage'])))\n"
+        "    print(json.dumps(sorted([r.parameters['stage'], names[r.deployment_id], r.state_type.value] for r in runs)))"
+    )
+    listing = subprocess.run([sys.executable, "-c", list_stage_runs], env=stack, cwd=REPO, capture_output=True, text=True, check=True)
+    stage_runs = json.loads(listing.stdout.strip().splitlines()[-1])
+    assert stage_runs == sorted(
+        [
+            [stage, "gpu" if stage == "train" else "cpu", "COMPLETED"]
+            for stage in ("sync", "validate", "shard", "train", "evaluate", "register")
+        ]
+    )
+    [run] = _client(stack).search_runs([_client(stack).get_experiment_by_name("detector-tiny").experiment_id], "tags.variant = 'baseline'")
+    assert "test_auc" in run.data.metrics  # evaluate, in its own run, logged into the training run
 
 
 def test_mlflow_on_postgresql_keeps_runs_and_versions_in_the_database(tmp_path: Path):
