@@ -61,6 +61,8 @@ def tracking_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
+    # MLflow remembers the active experiment id process-wide; an earlier test's id may not exist here.
+    mlflow.set_experiment(experiment_id="0")
     yield uri
     mlflow.set_tracking_uri(None)
 
