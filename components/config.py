@@ -131,6 +131,25 @@ class FitConfig(Strict):
     # validation (pycls' "precise BN"). 0 keeps Keras' moving averages, as the report did.
     precise_bn_batches: int = Field(0, ge=0)
     seed: int = 42
+    # Devices and number formats (components/accelerator.py): "auto" is on with a GPU, off on CPU.
+    distribution: Literal["auto", "mirrored", "none"] = Field(
+        "auto",
+        description="auto: MirroredStrategy over several visible GPUs, OneDeviceStrategy (prefetch to device) on one, "
+        "none on CPU. mirrored forces it (over logical CPUs when no GPU, as the tests do).",
+    )
+    gpu_batch_size: int | None = Field(
+        256, ge=1, description="Per-replica batch when a GPU is visible (fills an 80 GB card at 224 px); None keeps batch_size."
+    )
+    learning_rate_scaling: Literal["sqrt", "linear", "none"] = Field(
+        "sqrt",
+        description="learning_rate is tuned for batch_size. The global batch is the per-replica batch × replicas, and it "
+        "trains at learning_rate × sqrt(global / batch_size) (sqrt, the rule for Adam), × global / batch_size (linear, "
+        "Goyal et al. 2017, for SGD), or unchanged (none). On one CPU device the factor is 1.",
+    )
+    mixed_precision: Literal["auto", "on", "off"] = Field(
+        "auto", description="mixed_float16 compute with float32 variables and output layer; auto: on with a GPU."
+    )
+    xla: Literal["auto", "on", "off"] = Field("auto", description="XLA-compiled train step; auto: Keras' rule, on with a GPU.")
 
 
 class VariantConfig(Strict):

@@ -22,9 +22,9 @@ import tensorflow as tf
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
-from components import plots
+from components import accelerator, plots
 from components.cli_support import component_main
-from components.config import PipelineConfig, Strict, fingerprint, flatten
+from components.config import FitConfig, ModelConfig, PipelineConfig, Strict, fingerprint, flatten
 from components.model import build_model, count_parameters
 from components.records import make_dataset, read_manifest
 from components.settings import TrackingUnavailable
@@ -59,11 +59,14 @@ def run(cfg: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback] = 
     keras.utils.set_random_seed(fit.seed)
     state = _load_state(run_dir)
     resumed_at_epoch = state["epoch"]
+    placement = accelerator.resolve(fit)
     with _mlflow_run(cfg, manifest, run_dir) as active, _failed_run_on(TrackingUnavailable):
-        model = _model(cfg, manifest, run_dir, resuming=bool(state["history"]))
-        train = make_dataset(cfg.manifest_path, "train", fit.batch_size, training=True, seed=fit.seed)
-        val = make_dataset(cfg.manifest_path, "val", fit.batch_size)
-        callbacks = _callbacks(cfg, run_dir, state)
+        with accelerator.building(placement):
+            model = _model(cfg, manifest, run_dir, placement, resuming=bool(state["history"]))
+        # uint8 batches: a quarter of the bytes to the device; the model casts them there.
+        train = make_dataset(cfg.manifest_path, "train", placement.global_batch_size, training=True, seed=fit.seed, dtype=tf.uint8)
+        val = make_dataset(cfg.manifest_path, "val", placement.global_batch_size, dtype=tf.uint8)
+        callbacks = _callbacks(cfg, run_dir, state, placement.global_batch_size)
         model.fit(
             train,
             validation_data=val,
@@ -75,7 +78,8 @@ def run(cfg: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback] = 
         )
         state = _load_state(run_dir)
         if fit.best_checkpoint_metric and (run_dir / "best.keras").is_file():
-            model = keras.models.load_model(run_dir / "best.keras")
+            with accelerator.building(placement):
+                model = keras.models.load_model(run_dir / "best.keras")
         model_path = run_dir / "model.keras"
         model.save(model_path)
         model_uri = _log_outputs(model, cfg, manifest, state["history"], run_dir, val)
@@ -128,15 +132,34 @@ def _failed_run_on(unreachable: type[Exception]) -> Iterator[None]:
         raise
 
 
-def _model(cfg: TrainConfig, manifest: dict[str, Any], run_dir: Path, resuming: bool) -> keras.Model:
+def _model(cfg: TrainConfig, manifest: dict[str, Any], run_dir: Path, placement: accelerator.Placement, resuming: bool) -> keras.Model:
+    """Call inside accelerator.building(placement), so variables land on the replicas."""
     last = run_dir / "last.keras"
     if resuming and last.is_file():
         return keras.models.load_model(last)  # compiled, with the optimizer's moments and rate
-    fit = cfg.pipeline.variant.fit
-    model = build_model(cfg.pipeline.variant.model, manifest["image_size"])
+    model = compile_model(cfg.pipeline.variant.model, cfg.pipeline.variant.fit, manifest["image_size"], placement)
+    total, trainable = count_parameters(model)
+    mlflow.log_params(
+        {
+            "parameters_total": total,
+            "parameters_trainable": trainable,
+            "replicas": placement.replicas,
+            "global_batch_size": placement.global_batch_size,
+            "effective_learning_rate": placement.learning_rate,
+            "mixed_precision_on": placement.mixed_precision,
+        }
+    )
+    return model
+
+
+def compile_model(model_cfg: ModelConfig, fit: FitConfig, image_size: int, placement: accelerator.Placement | None = None) -> keras.Model:
+    """The variant's model with the report's optimizer, loss and metrics, at the placement's
+    learning rate and XLA setting (the config's own values without one)."""
+    model = build_model(model_cfg, image_size)
     model.compile(
-        optimizer=keras.optimizers.Adam(fit.learning_rate),
+        optimizer=keras.optimizers.Adam(placement.learning_rate if placement else fit.learning_rate),
         loss="binary_crossentropy",
+        jit_compile=placement.jit_compile if placement else "auto",
         metrics=[
             keras.metrics.BinaryAccuracy(name="accuracy"),
             keras.metrics.AUC(name="auc"),
@@ -144,12 +167,10 @@ def _model(cfg: TrainConfig, manifest: dict[str, Any], run_dir: Path, resuming: 
             keras.metrics.Recall(name="recall"),
         ],
     )
-    total, trainable = count_parameters(model)
-    mlflow.log_params({"parameters_total": total, "parameters_trainable": trainable})
     return model
 
 
-def _callbacks(cfg: TrainConfig, run_dir: Path, state: dict[str, Any]) -> list[keras.callbacks.Callback]:
+def _callbacks(cfg: TrainConfig, run_dir: Path, state: dict[str, Any], batch_size: int) -> list[keras.callbacks.Callback]:
     fit = cfg.pipeline.variant.fit
     tracked: dict[str, keras.callbacks.Callback] = {}
     if fit.best_checkpoint_metric:
@@ -162,7 +183,7 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, state: dict[str, Any]) -> list[k
         )
     stateless = []
     if fit.precise_bn_batches:
-        batches = make_dataset(cfg.manifest_path, "train", fit.batch_size, training=True, seed=fit.seed + 1)
+        batches = make_dataset(cfg.manifest_path, "train", batch_size, training=True, seed=fit.seed + 1, dtype=tf.uint8)
         stateless.append(PreciseBatchNorm(batches, fit.precise_bn_batches))
     if fit.early_stopping_patience:
         tracked["early_stopping"] = keras.callbacks.EarlyStopping(monitor="val_loss", patience=fit.early_stopping_patience, verbose=1)
@@ -260,7 +281,7 @@ def _log_outputs(
     mlflow.log_artifact(str(curves), artifact_path="plots")
     mlflow.log_dict(manifest, "data/manifest.json")
     images, _ = next(iter(val.take(1)))
-    example = images.numpy()[:2]
+    example = images.numpy()[:2].astype("float32")  # served models take float pixels in [0, 255]
     signature = infer_signature(example, model.predict(example, verbose=0))
     info = mlflow.keras.log_model(
         model,

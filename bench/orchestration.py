@@ -1,0 +1,118 @@
+"""Orchestration overhead: one pipeline (validate → shard → train → evaluate → register) through
+the Prefect flow with MLflow logging, against the same components called directly.
+
+Runs in its own process (`python -m bench.orchestration DIR EPOCHS`, one JSON line out) with its
+own Prefect home and MLflow sqlite store, both set before Prefect is imported. Prefect's
+ephemeral API starts before either timing (a no-op flow) and is reported on its own line:
+it is paid once per process, not per pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+DEMO_DATA = {"train_per_class": 80, "test_per_class": 20, "image_size": 64}
+
+
+def measure(work_dir: Path, epochs: int) -> dict[str, float]:
+    work_dir.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{work_dir / 'mlflow.db'}",
+        "PREFECT_HOME": str(work_dir / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    env.pop("PREFECT_API_URL", None)
+    command = [sys.executable, "-m", "bench.orchestration", str(work_dir), str(epochs)]
+    output = subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def _overrides(root: str, work_dir: Path, name: str, epochs: int) -> dict[str, Any]:
+    return {
+        "data": {"root": root},
+        "work_dir": str(work_dir / name),
+        "variant": {"fit": {"epochs": epochs}},
+        "tracking": {"experiment": f"bench-{name}", "registered_model": f"bench-{name}"},
+    }
+
+
+def _direct(overrides: dict[str, Any]) -> None:
+    from components import evaluate, registry, shard, train, validate
+    from components.config import build_config, fingerprint
+
+    cfg = build_config("improved", "demo", overrides)
+    validated = validate.run(validate.ValidateConfig(data=cfg.data, work_dir=cfg.work_dir))
+    sharded = shard.run(
+        shard.ShardConfig(
+            data=cfg.data,
+            augment=cfg.variant.augment,
+            report_path=validated.report_path,
+            dataset_fingerprint=validated.dataset_fingerprint,
+            work_dir=cfg.work_dir,
+        )
+    )
+    trained = train.run(train.TrainConfig(pipeline=cfg, manifest_path=sharded.manifest_path))
+    evaluated = evaluate.run(
+        evaluate.EvaluateConfig(
+            manifest_path=sharded.manifest_path,
+            model_path=trained.model_path,
+            run_id=trained.run_id,
+            output_dir=str(Path(trained.model_path).parent / "evaluation"),
+        )
+    )
+    registry.run(
+        registry.RegistryConfig(
+            registered_model=cfg.registered_model_name,
+            model_uri=trained.model_uri,
+            run_id=trained.run_id,
+            variant=cfg.variant.name,
+            dataset_fingerprint=sharded.dataset_fingerprint,
+            threshold=evaluated.threshold,
+            metrics=evaluated.test,
+            primary_metric=cfg.tracking.primary_metric,
+            config_key=fingerprint(sharded.shard_key, cfg.variant.model_dump()),
+        )
+    )
+
+
+def _compare(work_dir: Path, epochs: int) -> dict[str, float]:
+    from prefect import flow
+
+    from components import demo_data, evaluate, registry, shard, train, validate  # noqa: F401 - imports outside the timings
+    from flows.pipeline import train_pipeline
+
+    root = demo_data.run(demo_data.DemoDataConfig(out_dir=str(work_dir / "demo-data"), **DEMO_DATA)).root
+
+    @flow(name="bench-warm-up")
+    def warm_up() -> None:
+        return None
+
+    start = time.perf_counter()
+    warm_up()
+    startup = time.perf_counter() - start
+    start = time.perf_counter()
+    _direct(_overrides(root, work_dir, "direct", epochs))
+    direct = time.perf_counter() - start
+    start = time.perf_counter()
+    train_pipeline("improved", "demo", _overrides(root, work_dir, "flow", epochs), force=True)
+    flow_seconds = time.perf_counter() - start
+    return {
+        "direct_seconds": direct,
+        "flow_seconds": flow_seconds,
+        "prefect_startup_seconds": startup,
+        "orchestration_overhead": flow_seconds / direct,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(_compare(Path(sys.argv[1]), int(sys.argv[2]))))

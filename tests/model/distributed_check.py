@@ -1,0 +1,80 @@
+"""Run by test_distribution.py in a fresh process: the two logical CPUs that MirroredStrategy
+spreads over must be configured before TensorFlow initialises its devices.
+
+Usage: python tests/model/distributed_check.py MANIFEST WORK_DIR DATA_JSON; prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import keras  # noqa: E402 - after the device split
+import numpy as np  # noqa: E402
+
+from components import accelerator, train  # noqa: E402
+from components.config import BASELINE, build_config  # noqa: E402
+
+
+class Crash(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 0:
+            raise RuntimeError("simulated crash after epoch 1")
+
+
+def fit_on_fixed_batches(distribution: str, per_replica_batch: int) -> dict:
+    """Two epochs on the same 64 images in the same order; no dropout, so only the device split differs."""
+    fit = BASELINE.fit.with_changes(
+        distribution=distribution, batch_size=per_replica_batch, learning_rate=1e-3, learning_rate_scaling="none"
+    )
+    placement = accelerator.resolve(fit)
+    keras.utils.set_random_seed(0)
+    with accelerator.building(placement):
+        model = train.compile_model(BASELINE.model.with_changes(backbone_weights="none", dropout=0.0), fit, 32, placement)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (64, 32, 32, 3)).astype("uint8")
+    labels = (rng.random((64, 1)) < 0.5).astype("float32")
+    batches = tf.data.Dataset.from_tensor_slices((images, labels)).batch(placement.global_batch_size)
+    history = model.fit(batches, epochs=2, verbose=0, shuffle=False)
+    return {
+        "replicas": placement.replicas,
+        "global_batch_size": placement.global_batch_size,
+        "loss": history.history["loss"],
+        "head": [weight.numpy().tolist() for weight in model.get_layer("probability").weights],
+    }
+
+
+def crash_and_resume(manifest_path: str, work_dir: str, data: dict) -> dict:
+    # Global batch 8 (4 per replica): the tiny validation split (11 images) must fill the first
+    # global batch, because Keras' evaluate builds from a cross-replica mean of that batch and
+    # fails on uneven replica shapes.
+    overrides = {
+        "data": data,
+        "work_dir": work_dir,
+        "variant": {"fit": {"epochs": 2, "batch_size": 4, "precise_bn_batches": 2, "distribution": "mirrored"}},
+    }
+    cfg = train.TrainConfig(pipeline=build_config("improved", "demo", overrides), manifest_path=manifest_path)
+    try:
+        train.run(cfg, extra_callbacks=[Crash()])
+    except RuntimeError as error:
+        crashed = str(error)
+    result = train.run(cfg)
+    return {"crashed": crashed, "resumed_at_epoch": result.resumed_at_epoch, "epochs_completed": result.epochs_completed}
+
+
+if __name__ == "__main__":
+    manifest, work, data_json = sys.argv[1:4]
+    print(
+        json.dumps(
+            {
+                "mirrored": fit_on_fixed_batches("mirrored", 8),
+                "single": fit_on_fixed_batches("none", 16),
+                "resume": crash_and_resume(manifest, work, json.loads(data_json)),
+            }
+        )
+    )
