@@ -5,11 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint clean services services-stop bench
+.PHONY: install demo test test-fast lint check-infra clean services services-stop bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither" || true
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,infra]' 2>&1 | grep -v "is ignored: it is neither" || true
 	$(BIN)/python -c "import tensorflow, mlflow, prefect, components" 
 	touch $(STAMP)
 
@@ -31,6 +31,13 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Images, compose and Kubernetes without a docker engine or cluster: the infra tests (hadolint,
+# Compose's own loader, Kubernetes schemas, the work-pool template through Prefect's
+# templating), then each image's requirement set installed and run (see the script's header).
+check-infra: $(STAMP)
+	$(BIN)/pytest tests/infra -q
+	bash tests/infra/check_images.sh
 
 services: $(STAMP)
 	infra/local/services.sh start

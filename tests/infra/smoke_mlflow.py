@@ -1,0 +1,100 @@
+"""Start the MLflow image's entrypoint (docker/mlflow-entrypoint.sh) outside docker and check
+what the stack relies on: /health answers without credentials, the API demands them, the
+admin from the environment gets in, and an unlisted Host header is refused.
+
+Runs with the MLflow image's requirement set on PATH (tests/infra/check_images.sh), on sqlite
+stores and a local artifact folder in place of PostgreSQL and S3. Standard library only.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ENTRYPOINT = Path(__file__).resolve().parents[2] / "docker" / "mlflow-entrypoint.sh"
+ADMIN_PASSWORD = "smoke-test-admin-password"
+STARTUP_SECONDS = 120
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def status(url: str, headers: dict[str, str] | None = None) -> int:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def wait_for_health(url: str, server: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"mlflow-entrypoint exited with {server.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if status(f"{url}/health") == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"MLflow did not answer {url}/health within {STARTUP_SECONDS} s")
+
+
+def check(url: str) -> list[str]:
+    api = f"{url}/api/2.0/mlflow/experiments/search?max_results=1"
+    admin = "Basic " + base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()
+    wrong = "Basic " + base64.b64encode(b"admin:wrong-password").decode()
+    expectations = [
+        ("health without credentials", status(f"{url}/health"), 200),
+        ("API without credentials", status(api), 401),
+        ("API with a wrong password", status(api, {"Authorization": wrong}), 401),
+        ("API as the admin", status(api, {"Authorization": admin}), 200),
+        ("API under an unlisted Host", status(api, {"Authorization": admin, "Host": "attacker.example"}), 403),
+    ]
+    return [f"{name}: HTTP {got}, expected {want}" for name, got, want in expectations if got != want]
+
+
+def main() -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory() as scratch:
+        env = {
+            **os.environ,
+            "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{scratch}/mlflow.db",
+            "MLFLOW_AUTH_DATABASE_URI": f"sqlite:///{scratch}/auth.db",
+            "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": "smoke-test-csrf-key",
+            "MLFLOW_ARTIFACTS_DESTINATION": f"{scratch}/artifacts",
+            "MLFLOW_SERVER_ALLOWED_HOSTS": "mlflow:*,127.0.0.1:*",
+        }
+        command = ["sh", str(ENTRYPOINT), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+        log = Path(scratch) / "server.log"
+        with log.open("w") as output:
+            server = subprocess.Popen(command, env=env, start_new_session=True, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            wait_for_health(url, server, log)
+            failures = check(url)
+        finally:
+            if server.poll() is None:
+                os.killpg(server.pid, signal.SIGTERM)
+                server.wait(timeout=30)
+    if failures:
+        raise SystemExit("MLflow image smoke test failed:\n  " + "\n  ".join(failures))
+    print(f"mlflow-entrypoint: basic auth, /health and allowed hosts behave on port {port}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

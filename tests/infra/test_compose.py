@@ -1,0 +1,126 @@
+"""infra/compose.yaml, checked by Docker Compose's own loader (no engine needed) and the
+compose-spec JSON schema."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from mlflow.server.security_utils import is_allowed_host_header
+
+from components.settings import read_env_file
+from tests.infra.conftest import INFRA_DIR, REPO, compose_binary, tool
+
+COMPOSE_FILE = INFRA_DIR / "compose.yaml"
+EXAMPLE_ENV = INFRA_DIR / "stack.env.example"
+ONE_SHOTS = {"minio-init", "deploy"}
+
+
+def compose(*args: str, env_file: bool = True) -> subprocess.CompletedProcess[str]:
+    command = [compose_binary(), "--project-directory", str(INFRA_DIR), "-f", str(COMPOSE_FILE)]
+    if env_file:
+        command += ["--env-file", str(EXAMPLE_ENV)]
+    return subprocess.run(command + list(args), capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+
+
+@pytest.fixture(scope="module")
+def stack() -> dict:
+    result = compose("config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_compose_loads_with_the_example_env_file(stack: dict):
+    assert set(stack["services"]) == {"postgres", "minio", "minio-init", "mlflow", "prefect-server", "deploy", "worker"}
+
+
+def test_compose_refuses_to_start_without_the_credentials_file():
+    result = compose("config", "--quiet", env_file=False)
+    assert result.returncode != 0
+    assert "required variable" in result.stderr and "infra/stack.env" in result.stderr
+
+
+def test_compose_matches_the_compose_spec_schema():
+    result = subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(COMPOSE_FILE)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_example_env_file_defines_every_variable_compose_reads():
+    result = compose("config", "--variables", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    variables = json.loads(result.stdout)
+    # A variable with no default would silently become "" (compose only warns) unless defined.
+    undefined = [name for name, spec in variables.items() if not spec["DefaultValue"] and name not in read_env_file(EXAMPLE_ENV)]
+    assert not undefined
+    assert {"POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "MLFLOW_ADMIN_PASSWORD", "PREFECT_AUTH_STRING"} <= set(variables)
+
+
+def test_no_credential_is_written_in_the_compose_file():
+    text = COMPOSE_FILE.read_text()
+    for value in read_env_file(EXAMPLE_ENV).values():
+        if "change-me" in value:
+            assert value not in text
+
+
+def test_real_credentials_file_is_git_ignored():
+    result = subprocess.run(["git", "check-ignore", "-q", "infra/stack.env"], cwd=REPO)
+    assert result.returncode == 0
+
+
+def test_long_running_services_have_healthchecks_and_one_shots_do_not_restart(stack: dict):
+    for name, service in stack["services"].items():
+        if name in ONE_SHOTS:
+            assert service["restart"] == "no", name
+        else:
+            assert service["healthcheck"]["test"], name
+
+
+def test_services_wait_for_healthy_or_finished_dependencies(stack: dict):
+    for name, service in stack["services"].items():
+        for dependency, condition in service.get("depends_on", {}).items():
+            expected = "service_completed_successfully" if dependency in ONE_SHOTS else "service_healthy"
+            assert condition["condition"] == expected, (name, dependency)
+    assert set(stack["services"]["worker"]["depends_on"]) == {"deploy", "mlflow"}
+    assert set(stack["services"]["mlflow"]["depends_on"]) == {"postgres", "minio-init"}
+
+
+def test_state_lives_in_named_volumes_and_ports_bind_to_loopback(stack: dict):
+    for name, service in stack["services"].items():
+        for volume in service.get("volumes", []):
+            assert volume["type"] == "volume" and volume["source"] in stack["volumes"], (name, volume)
+        for port in service.get("ports", []):
+            assert port["host_ip"] == "127.0.0.1", (name, port)
+    assert {"postgres-data", "minio-data", "work"} <= set(stack["volumes"])
+
+
+def test_mlflow_and_prefect_use_postgresql(stack: dict):
+    mlflow_env = stack["services"]["mlflow"]["environment"]
+    backend = mlflow_env["MLFLOW_BACKEND_STORE_URI"]
+    assert backend.startswith("postgresql://") and backend.endswith("@postgres:5432/mlflow")
+    assert mlflow_env["MLFLOW_AUTH_DATABASE_URI"].endswith("@postgres:5432/mlflow_auth")
+    assert mlflow_env["MLFLOW_ARTIFACTS_DESTINATION"] == "s3://detector-artifacts/mlflow"
+    prefect_env = stack["services"]["prefect-server"]["environment"]
+    assert prefect_env["PREFECT_API_DATABASE_CONNECTION_URL"].startswith("postgresql+asyncpg://")
+    databases = stack["configs"]["create-databases"]["content"]
+    assert all(f"CREATE DATABASE {name};" in databases for name in ("mlflow", "mlflow_auth", "prefect"))
+
+
+def test_mlflow_accepts_the_host_names_the_stack_uses(stack: dict):
+    # MLflow's own Host-header check: the worker calls http://mlflow:5000, a browser the
+    # published port; anything else is rejected (DNS rebinding).
+    allowed = stack["services"]["mlflow"]["environment"]["MLFLOW_SERVER_ALLOWED_HOSTS"].split(",")
+    assert is_allowed_host_header(allowed, "mlflow:5000")
+    assert is_allowed_host_header(allowed, "localhost:5000")
+    assert not is_allowed_host_header(allowed, "attacker.example:5000")
+
+
+def test_worker_reaches_the_servers_by_service_name_with_credentials(stack: dict):
+    env = stack["services"]["worker"]["environment"]
+    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert env["PREFECT_API_URL"] == "http://prefect-server:4200/api"
+    assert env["MLFLOW_TRACKING_PASSWORD"] == read_env_file(EXAMPLE_ENV)["MLFLOW_ADMIN_PASSWORD"]
+    assert env["PREFECT_API_AUTH_STRING"] == stack["services"]["prefect-server"]["environment"]["PREFECT_SERVER_API_AUTH_STRING"]
+    assert stack["services"]["worker"]["command"][:4] == ["worker", "start", "--pool", "detector-pool"]

@@ -1,0 +1,154 @@
+"""infra/kubernetes: the manifests against Kubernetes' published schemas (offline, from the
+kubernetes-validate wheel), kustomize's real rendering, and the work-pool base job template
+rendered by Prefect's own templating."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from prefect.utilities.templating import apply_values
+from prefect.workers.base import BaseJobConfiguration
+
+from tests.infra.conftest import KUBERNETES_DIR, REPO, tool
+
+# The oldest minor release still common on managed clusters, and the newest the wheel knows.
+KUBERNETES_VERSIONS = ("1.31.0", kubernetes_validate.latest_version())
+TEMPLATE_PATH = KUBERNETES_DIR / "base-job-template.json"
+# What a training deployment passes as job_variables: the GPU image and how many GPUs.
+TRAINING_VALUES = {"image": "registry.example.com/detector-gpu:0.1.0", "gpu_count": 2, "name": "train-improved"}
+
+
+def kustomization() -> dict:
+    return yaml.safe_load((KUBERNETES_DIR / "kustomization.yaml").read_text())
+
+
+def validate_strictly(resource: dict) -> None:
+    for version in KUBERNETES_VERSIONS:
+        kubernetes_validate.validate(resource, version, strict=True)
+
+
+def prefect_default_kubernetes_template() -> dict:
+    """What `prefect work-pool get-default-base-job-template --type kubernetes` prints offline:
+    the copy of the collection registry Prefect's server falls back to without internet."""
+    import prefect.server.api.collections as collections
+
+    views = Path(collections.__file__).parent / "collections_data" / "views" / "aggregate-worker-metadata.json"
+    return json.loads(views.read_text())["prefect-kubernetes"]["kubernetes"]["default_base_job_configuration"]
+
+
+def render_job(values: dict) -> dict:
+    """The Job manifest for a flow run with these job variables, resolved as a Prefect worker
+    does: the variables' schema defaults, overridden by the deployment's values, then
+    apply_values over the job configuration."""
+    template = json.loads(TEMPLATE_PATH.read_text())
+    jsonschema.validate(values, template["variables"])  # the server validates job_variables this way
+    variables = BaseJobConfiguration._get_base_config_defaults(template["variables"]["properties"])
+    variables.update(values)
+    return apply_values(template["job_configuration"], variables)["job_manifest"]
+
+
+def job_container(manifest: dict) -> dict:
+    return manifest["spec"]["template"]["spec"]["containers"][0]
+
+
+@pytest.mark.parametrize("resource_file", kustomization()["resources"])
+def test_manifest_matches_the_kubernetes_schema(resource_file: str):
+    documents = [document for document in yaml.safe_load_all((KUBERNETES_DIR / resource_file).read_text()) if document]
+    assert documents
+    for document in documents:
+        validate_strictly(document)
+
+
+def test_validation_rejects_a_misspelt_field():
+    # Strict validation is what catches typos; check it is able to fail.
+    deployment = next(yaml.safe_load_all((KUBERNETES_DIR / "mlflow.yaml").read_text()))
+    broken = copy.deepcopy(deployment)
+    broken["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        validate_strictly(broken)
+
+
+def test_every_manifest_in_the_folder_is_in_the_kustomization():
+    on_disk = {path.name for path in KUBERNETES_DIR.glob("*.yaml")} - {"kustomization.yaml"}
+    assert on_disk == set(kustomization()["resources"])
+
+
+def test_kustomize_renders_a_valid_stack_from_the_example_credentials(tmp_path: Path):
+    folder = tmp_path / "kubernetes"
+    shutil.copytree(KUBERNETES_DIR, folder)
+    for example in folder.glob("*.env.example"):
+        shutil.copy(example, folder / example.name.removesuffix(".example"))
+    result = subprocess.run([tool("kubectl"), "kustomize", str(folder)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    resources = [document for document in yaml.safe_load_all(result.stdout) if document]
+    for resource in resources:
+        validate_strictly(resource)
+    kinds = {(resource["kind"], resource["metadata"]["name"]) for resource in resources}
+    assert {("Secret", "detector-credentials"), ("ConfigMap", "work-pool-template"), ("Deployment", "prefect-worker")} <= kinds
+    assert all(resource["metadata"].get("namespace") == "detector" for resource in resources if resource["kind"] != "Namespace")
+
+
+def test_credential_files_are_git_ignored():
+    for path in ("infra/kubernetes/credentials.env", "infra/kubernetes/mlflow-server.env"):
+        assert subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO).returncode == 0, path
+
+
+def test_worker_runs_a_kubernetes_worker_on_the_mounted_template():
+    worker = [document for document in yaml.safe_load_all((KUBERNETES_DIR / "prefect-worker.yaml").read_text())][-1]
+    container = worker["spec"]["template"]["spec"]["containers"][0]
+    command = container["command"]
+    assert command[command.index("--type") + 1] == "kubernetes"
+    assert command[command.index("--base-job-template") + 1] == "/etc/detector/base-job-template.json"
+    assert {"secretRef": {"name": "detector-credentials"}} in container["envFrom"]
+
+
+def test_template_keeps_every_variable_and_field_of_prefects_default():
+    ours, default = json.loads(TEMPLATE_PATH.read_text()), prefect_default_kubernetes_template()
+    assert set(default["variables"]["properties"]) <= set(ours["variables"]["properties"])
+    assert set(default["job_configuration"]) == set(ours["job_configuration"])
+
+
+def test_training_job_requests_the_gpus_and_image_the_deployment_passes():
+    manifest = render_job(TRAINING_VALUES)
+    container = job_container(manifest)
+    assert container["image"] == TRAINING_VALUES["image"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 2
+    assert {"secretRef": {"name": "detector-credentials"}} in container["envFrom"]
+    validate_strictly(manifest)
+
+
+def test_cpu_stage_job_defaults_to_the_cpu_image_and_no_gpu():
+    manifest = render_job({"name": "validate"})
+    container = job_container(manifest)
+    assert container["image"] == "detector-cpu:0.1.0"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 0
+    assert manifest["metadata"]["namespace"] == "detector"
+    validate_strictly(manifest)
+
+
+def test_job_runs_prefects_command_instead_of_the_image_entrypoint():
+    # The images' ENTRYPOINT is `detector`; the worker puts `prefect flow-run execute` in args.
+    container = job_container(render_job({**TRAINING_VALUES, "command": "prefect flow-run execute"}))
+    assert container["command"] == ["env", "--"]
+    assert container["args"] == "prefect flow-run execute"
+
+
+def test_job_mounts_the_shared_work_volume_as_the_images_user():
+    pod = render_job(TRAINING_VALUES)["spec"]["template"]["spec"]
+    assert pod["volumes"] == [{"name": "work", "persistentVolumeClaim": {"claimName": "detector-work"}}]
+    assert job_container({"spec": {"template": {"spec": pod}}})["volumeMounts"][0]["mountPath"] == "/app/work"
+    assert pod["securityContext"]["runAsUser"] == 10001 and pod["securityContext"]["fsGroup"] == 10001
+
+
+@pytest.mark.parametrize("bad_values", [{"gpu_count": -1}, {"gpu_count": "two"}, {"image_pull_policy": "Sometimes"}])
+def test_invalid_job_variables_are_rejected(bad_values: dict):
+    with pytest.raises(jsonschema.ValidationError):
+        render_job(bad_values)
