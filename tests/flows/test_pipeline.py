@@ -31,18 +31,23 @@ def test_bad_config_fails_before_any_work(prefect_api, tmp_path: Path):
     assert not (tmp_path / "work").exists()
 
 
+def _tiny_overrides(dataset: Path, tmp_path: Path, registered_model: str) -> dict:
+    """One epoch on the tiny dataset, registering under a name of the test's own."""
+    return {
+        "data": {"root": str(dataset), "image_size": 32, "images_per_shard": 16},
+        "variant": {"fit": {"epochs": 1, "batch_size": 16}},
+        "work_dir": str(tmp_path / "work"),
+        "tracking": {"registered_model": registered_model},
+    }
+
+
 @pytest.mark.slow
 def test_compare_flow_trains_registers_and_tabulates_both_variants(prefect_api, tiny_dataset: Path, tracking_store: str, tmp_path: Path):
     from prefect import get_client
 
     from flows.pipeline import compare_variants
 
-    overrides = {
-        "data": {"root": str(tiny_dataset), "image_size": 32, "images_per_shard": 16},
-        "variant": {"fit": {"epochs": 1, "batch_size": 16}},
-        "work_dir": str(tmp_path / "work"),
-        "tracking": {"registered_model": "flow-test-detector"},
-    }
+    overrides = _tiny_overrides(tiny_dataset, tmp_path, "flow-test-detector")
     outcome = compare_variants(profile="demo", overrides=overrides)
 
     client = MlflowClient()
@@ -103,12 +108,7 @@ def test_prefect_yaml_deploys_the_named_deployments(prefect_api, tmp_path: Path)
 def test_unchanged_data_and_config_skip_training_unless_forced(prefect_api, tiny_dataset: Path, tracking_store: str, tmp_path: Path):
     from flows.pipeline import train_pipeline
 
-    overrides = {
-        "data": {"root": str(tiny_dataset), "image_size": 32, "images_per_shard": 16},
-        "variant": {"fit": {"epochs": 1, "batch_size": 16}},
-        "work_dir": str(tmp_path / "work"),
-        "tracking": {"registered_model": "skip-test"},
-    }
+    overrides = _tiny_overrides(tiny_dataset, tmp_path, "skip-test")
     first = train_pipeline(variant="baseline", overrides=overrides)
     # A scheduled run on another worker has no local cache: only the registry can tell it nothing changed.
     overrides["work_dir"] = str(tmp_path / "elsewhere")
