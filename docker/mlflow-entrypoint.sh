@@ -5,7 +5,8 @@
 # MLflow reads MLFLOW_AUTH_ADMIN_USERNAME / MLFLOW_AUTH_ADMIN_PASSWORD and
 # MLFLOW_FLASK_SERVER_SECRET_KEY itself. The remaining
 # server options come from MLflow's own variables (MLFLOW_BACKEND_STORE_URI,
-# MLFLOW_ARTIFACTS_DESTINATION, MLFLOW_SERVER_ALLOWED_HOSTS) or from the arguments.
+# MLFLOW_ARTIFACTS_DESTINATION), which keeps credentials off the command line, or from the
+# arguments (--host, --port, --workers, --allowed-hosts).
 set -eu
 : "${MLFLOW_AUTH_DATABASE_URI:?set it to the auth user store, e.g. postgresql://user:password@host:5432/mlflow_auth}"
 : "${MLFLOW_AUTH_ADMIN_PASSWORD:?set the admin password MLflow creates its first admin user with}"

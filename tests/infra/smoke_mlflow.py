@@ -78,9 +78,8 @@ def main() -> None:
             "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "MLFLOW_FLASK_SERVER_SECRET_KEY": "smoke-test-csrf-key",
             "MLFLOW_ARTIFACTS_DESTINATION": f"{scratch}/artifacts",
-            "MLFLOW_SERVER_ALLOWED_HOSTS": "mlflow:*,127.0.0.1:*",
         }
-        command = ["sh", str(ENTRYPOINT), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+        command = ["sh", str(ENTRYPOINT), "--host=127.0.0.1", f"--port={port}", "--workers=1", "--allowed-hosts=mlflow:*,127.0.0.1:*"]
         log = Path(scratch) / "server.log"
         with log.open("w") as output:
             server = subprocess.Popen(command, env=env, start_new_session=True, stdout=output, stderr=subprocess.STDOUT)

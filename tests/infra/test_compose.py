@@ -111,7 +111,9 @@ def test_mlflow_and_prefect_use_postgresql(stack: dict):
 def test_mlflow_accepts_the_host_names_the_stack_uses(stack: dict):
     # MLflow's own Host-header check: the worker calls http://mlflow:5000, a browser the
     # published port; anything else is rejected (DNS rebinding).
-    allowed = stack["services"]["mlflow"]["environment"]["MLFLOW_SERVER_ALLOWED_HOSTS"].split(",")
+    flags = [argument for argument in stack["services"]["mlflow"]["command"] if argument.startswith("--allowed-hosts=")]
+    assert len(flags) == 1
+    allowed = flags[0].removeprefix("--allowed-hosts=").split(",")
     assert is_allowed_host_header(allowed, "mlflow:5000")
     assert is_allowed_host_header(allowed, "localhost:5000")
     assert not is_allowed_host_header(allowed, "attacker.example:5000")
