@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -183,13 +183,25 @@ class TrackingConfig(Strict):
     primary_metric: Literal["test_auc", "test_accuracy", "test_f1", "test_pr_auc"] = "test_auc"
 
 
+StageExecution = Literal["in-process", "deployments"]
+
+
+def _stages_from_environment() -> str:
+    """A cluster's settings (infra/kubernetes/settings.env) switch every run to per-stage jobs
+    through DETECTOR_STAGES, without each run's parameters having to say so."""
+    value = os.environ.get("DETECTOR_STAGES", "in-process")
+    if value not in get_args(StageExecution):
+        raise ValueError(f"DETECTOR_STAGES must be one of {get_args(StageExecution)}. Received: DETECTOR_STAGES={value!r}")
+    return value
+
+
 class ExecutionConfig(Strict):
     """Where each stage runs. `in-process` (the embedded and local modes): inside the pipeline's
     flow run. `deployments` (docker or kubernetes work pools): each stage as a run of its image's
     deployment, e.g. `detector-stage/gpu` for training; `work_dir` must then be storage that all
     stage containers share, and Prefect's result storage too."""
 
-    stages: Literal["in-process", "deployments"] = "in-process"
+    stages: StageExecution = Field(default_factory=lambda: _stages_from_environment())
     deployment: str = Field("detector-stage/{image}", description="Deployment per stage; {image} is cpu or gpu.")
     timeout_seconds: float | None = Field(None, gt=0, description="Give up waiting for a stage run after this long; None waits.")
 
@@ -207,7 +219,7 @@ class PipelineConfig(Strict):
     data: DataConfig = DataConfig()
     variant: VariantConfig = BASELINE
     tracking: TrackingConfig = TrackingConfig()
-    execution: ExecutionConfig = ExecutionConfig()
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     work_dir: str = "work"
 
     @property

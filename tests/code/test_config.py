@@ -96,3 +96,12 @@ def test_settings_file_line_without_equals_names_the_line(tmp_path: Path):
     env_file.write_text("# comment\nNOT A SETTING\n")
     with pytest.raises(ValueError, match=r"mlflow.env:2"):
         settings.read_env_file(env_file)
+
+
+def test_stage_execution_follows_the_environment_and_names_a_bad_value(monkeypatch):
+    assert build_config("improved", "demo").execution.stages == "in-process"
+    monkeypatch.setenv("DETECTOR_STAGES", "deployments")
+    assert build_config("improved", "demo").execution.stages == "deployments"
+    monkeypatch.setenv("DETECTOR_STAGES", "cluster")
+    with pytest.raises(ValueError, match="DETECTOR_STAGES='cluster'"):
+        build_config("improved", "demo")

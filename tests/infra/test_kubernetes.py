@@ -77,7 +77,8 @@ def test_validation_rejects_a_misspelt_field():
 
 
 def test_every_manifest_in_the_folder_is_in_the_kustomization():
-    on_disk = {path.name for path in KUBERNETES_DIR.glob("*.yaml")} - {"kustomization.yaml"}
+    # prefect.yaml is Prefect's deployment file, not a Kubernetes resource.
+    on_disk = {path.name for path in KUBERNETES_DIR.glob("*.yaml")} - {"kustomization.yaml", "prefect.yaml"}
     assert on_disk == set(kustomization()["resources"])
 
 
@@ -152,3 +153,24 @@ def test_job_mounts_the_shared_work_volume_as_the_images_user():
 def test_invalid_job_variables_are_rejected(bad_values: dict):
     with pytest.raises(jsonschema.ValidationError):
         render_job(bad_values)
+
+
+def test_cluster_deployments_give_only_the_training_stage_a_gpu():
+    """infra/kubernetes/prefect.yaml's job variables through the pool's template."""
+    project = yaml.safe_load((KUBERNETES_DIR / "prefect.yaml").read_text())
+    gpus = {}
+    for deployment in project["deployments"]:
+        module, _, function = deployment["entrypoint"].partition(":")
+        assert f"def {function}(" in (REPO / module).read_text(), deployment["entrypoint"]
+        assert deployment["work_pool"]["name"] == "detector-k8s"
+        container = job_container(render_job({**deployment["work_pool"]["job_variables"], "name": deployment["name"]}))
+        gpus[deployment["name"]] = (container["image"], container["resources"]["limits"]["nvidia.com/gpu"])
+    assert gpus.pop("gpu") == ("detector-gpu:0.1.0", 1)
+    assert set(gpus.values()) == {("detector-cpu:0.1.0", 0)}
+    assert project["pull"] == [{"prefect.deployments.steps.set_working_directory": {"directory": "/app"}}]
+
+
+def test_cluster_settings_run_each_stage_as_its_own_job():
+    settings = dict(line.split("=", 1) for line in (KUBERNETES_DIR / "settings.env").read_text().splitlines() if "=" in line)
+    assert settings["DETECTOR_STAGES"] == "deployments"
+    assert settings["PREFECT_RESULTS_LOCAL_STORAGE_PATH"].startswith("/app/work/")  # on the shared volume
