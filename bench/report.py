@@ -69,8 +69,9 @@ def table(results: dict[str, Any]) -> str:
         f"{'orchestration: Prefect API start, once (s)':<52}{orchestration['prefect_startup_seconds']:>14.1f}",
     ]
     for row in results["growth"]:
-        label = f"growth {row['scale']:>2}x ({row['images']} images): s, peak MB"
-        lines.append(f"{label:<52}{row['seconds']:>7.1f}{row['peak_rss_mb']:>7.0f}")
+        label = f"growth {row['scale']:>2}x ({row['images']} images): s, peak MB, marginal ms/img"
+        marginal = f"{row['marginal_ms_per_image']:>7.2f}" if "marginal_ms_per_image" in row else ""
+        lines.append(f"{label:<60}{row['seconds']:>7.1f}{row['peak_rss_mb']:>7.0f}{marginal}")
     lines.append("")
     lines.append(f"{'ratio':<36}{'value':>9}  target")
     for key, target, direction in TARGETS:
