@@ -24,15 +24,15 @@ from components.records import FEATURE_SPEC, IMAGE_KEY, make_dataset, read_manif
 BATCH_SIZE = 32
 
 
-def measure(source_dir: Path, live_manifest: str, premade_manifest: str, policy: dict[str, Any], rounds: int = 3) -> dict[str, float]:
+def measure(source_dir: Path, live_manifest: str, premade_manifest: str, policy: dict[str, Any], rounds: int = 4) -> dict[str, float]:
     """Images/s per reader; the keys are the names bench/README.md explains."""
     encoded = _shard_bytes(premade_manifest)
     readers: dict[str, tuple[Callable[[], Any], int]] = {
         "imagedatagenerator": (lambda: _image_data_generator(source_dir, policy, read_manifest(live_manifest)["image_size"]), 320),
         "keras_random_layers": (lambda: _keras_layers(live_manifest, policy), 640),
         "fused_live": (lambda: make_dataset(live_manifest, "train", BATCH_SIZE, training=True, dtype=tf.uint8).repeat(), 1600),
-        "premade": (lambda: make_dataset(premade_manifest, "train", BATCH_SIZE, training=True, dtype=tf.uint8).repeat(), 3200),
-        "decode_ceiling": (lambda: _decode_only(encoded), 3200),
+        "premade": (lambda: make_dataset(premade_manifest, "train", BATCH_SIZE, training=True, dtype=tf.uint8).repeat(), 6400),
+        "decode_ceiling": (lambda: _decode_only(encoded), 6400),
     }
     best = dict.fromkeys(readers, 0.0)
     for round_index in range(rounds):

@@ -21,6 +21,8 @@ FEATURE_SPEC = {
     LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
     SOURCE_KEY: tf.io.FixedLenFeature([], tf.string, default_value=""),
 }
+# What training and evaluation read: the source path is for people, and parsing it costs.
+READ_SPEC = {key: FEATURE_SPEC[key] for key in (IMAGE_KEY, LABEL_KEY)}
 MANIFEST_NAME = "manifest.json"
 # Bounded, so memory stays flat however large the dataset grows.
 SHUFFLE_BUFFER = 2048
@@ -147,7 +149,7 @@ def _decoded_batches(manifest: dict[str, Any], folder: Path, split: str, batch_s
         records = records.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
 
     def parse(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        example = tf.io.parse_single_example(serialized, FEATURE_SPEC)
+        example = tf.io.parse_single_example(serialized, READ_SPEC)
         image = tf.io.decode_image(example[IMAGE_KEY], channels=3, expand_animations=False)
         image = tf.ensure_shape(image, [size, size, 3])
         return image, tf.reshape(tf.cast(example[LABEL_KEY], tf.float32), [1])
