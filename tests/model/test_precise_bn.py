@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from components.train import PreciseBatchNorm
+from components.callbacks import PreciseBatchNorm
 
 
 def test_statistics_are_the_mean_over_the_training_batches_and_momentum_is_restored():
