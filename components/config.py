@@ -201,7 +201,7 @@ class ExecutionConfig(Strict):
     deployment, e.g. `detector-stage/gpu` for training; `work_dir` must then be storage that all
     stage containers share, and Prefect's result storage too."""
 
-    stages: StageExecution = Field(default_factory=lambda: _stages_from_environment())
+    stages: StageExecution = Field(default_factory=_stages_from_environment)
     deployment: str = Field("detector-stage/{image}", description="Deployment per stage; {image} is cpu or gpu.")
     timeout_seconds: float | None = Field(None, gt=0, description="Give up waiting for a stage run after this long; None waits.")
 

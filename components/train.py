@@ -59,7 +59,7 @@ def run(cfg: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback] = 
     state = load_state(run_dir)
     resumed_at_epoch = state["epoch"]
     placement = accelerator.resolve(fit)
-    with _mlflow_run(cfg, manifest, run_dir) as active, _failed_run_on(TrackingUnavailable):
+    with _mlflow_run(cfg, manifest, run_dir) as active, _marked_failed_when_unreachable():
         with accelerator.building(placement):
             model = _model(cfg, manifest, run_dir, placement, resuming=bool(state["history"]))
         # uint8 batches: a quarter of the bytes to the device; the model casts them there.
@@ -120,12 +120,12 @@ def _mlflow_run(cfg: TrainConfig, manifest: dict[str, Any], run_dir: Path) -> ml
 
 
 @contextlib.contextmanager
-def _failed_run_on(unreachable: type[Exception]) -> Iterator[None]:
+def _marked_failed_when_unreachable() -> Iterator[None]:
     """Keep the clear error when the server is gone: the run's own exit would replace it with
     MLflow's failure to mark the run FAILED on that same unreachable server."""
     try:
         yield
-    except unreachable:
+    except TrackingUnavailable:
         with contextlib.suppress(MlflowException):
             mlflow.end_run("FAILED")
         raise

@@ -23,15 +23,7 @@ MODEL = "ai-image-detector"  # what the worker registers into: the stack has its
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Path):
     stack_dir = tmp_path_factory.mktemp("stack")
-    ports = {"S3_PORT": free_port(), "MLFLOW_PORT": free_port(), "PREFECT_PORT": free_port()}
-    env = {
-        **os.environ,
-        **{key: str(value) for key, value in ports.items()},
-        "STACK_DIR": str(stack_dir),
-        "BIN": str(Path(sys.executable).parent),
-    }
-    for key in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL", "MLFLOW_S3_ENDPOINT_URL"):
-        env.pop(key, None)
+    env = _stack_env(stack_dir)
     started = subprocess.run(["bash", str(SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=300)
     try:
         assert started.returncode == 0, started.stdout + started.stderr
@@ -42,6 +34,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Path):
         yield env
     finally:
         subprocess.run(["bash", str(SCRIPT), "stop"], env=env, capture_output=True, timeout=60)
+
+
+def _stack_env(stack_dir: Path, **settings: str) -> dict[str, str]:
+    """What services.sh reads: free ports, its own folder, this interpreter's venv; none of the
+    caller's connection settings, so the stack and its clients meet only each other."""
+    env = {
+        key: value for key, value in os.environ.items() if key not in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL", "MLFLOW_S3_ENDPOINT_URL")
+    }
+    ports = {name: str(free_port()) for name in ("S3_PORT", "MLFLOW_PORT", "PREFECT_PORT")}
+    return {**env, **ports, "STACK_DIR": str(stack_dir), "BIN": str(Path(sys.executable).parent), **settings}
 
 
 def _upload(root: Path, env: dict[str, str]) -> None:
@@ -151,18 +153,7 @@ def test_mlflow_on_postgresql_keeps_runs_and_versions_in_the_database(tmp_path: 
     import psycopg2
 
     pg_port = free_port()
-    env = {
-        **os.environ,
-        "S3_PORT": str(free_port()),
-        "MLFLOW_PORT": str(free_port()),
-        "PREFECT_PORT": str(free_port()),
-        "PG_PORT": str(pg_port),
-        "MLFLOW_BACKEND": "postgresql",
-        "STACK_DIR": str(tmp_path / "stack"),
-        "BIN": str(Path(sys.executable).parent),
-    }
-    for key in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL", "MLFLOW_S3_ENDPOINT_URL"):
-        env.pop(key, None)
+    env = _stack_env(tmp_path / "stack", PG_PORT=str(pg_port), MLFLOW_BACKEND="postgresql")
     try:
         started = subprocess.run(["bash", str(SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=300)
         assert started.returncode == 0, started.stdout + started.stderr
