@@ -1,0 +1,143 @@
+"""One pipeline stage as a Kubeflow Pipelines task: JSON in, the stage's CLI, JSON out.
+
+KFP hands every task strings. This runner turns the pipeline's parameters (variant, profile,
+data root, overrides) and the upstream stages' JSON results into the stage's config file, runs
+`detector <stage> --config FILE` (the same CLI every container and `flows/` use), and writes the
+stage's JSON result where KFP collects the task's output. The KFP run id reaches MLflow twice:
+MLFLOW_RUN_CONTEXT tags every run the stage creates, and the trained run and registered version
+get the tag explicitly, so a reused or resumed run carries the id of the KFP run that used it.
+
+    python -m components.kfp_stage train --variant improved --profile full \\
+        --sharded '{"manifest_path": …}' --kfp-run-id RUN --result /tmp/outputs/result
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from components import settings
+from components.config import PipelineConfig, build_config, fingerprint
+
+STAGES = ("validate", "shard", "train", "evaluate", "register")
+UPSTREAM = ("validated", "sharded", "trained", "evaluated")
+KFP_RUN_TAG = "kfp_run_id"
+
+
+def pipeline_config(variant: str, profile: str, data_root: str, overrides: str) -> PipelineConfig:
+    """The same composition as the Prefect flows: variant, then profile, then overrides."""
+    try:
+        changes = json.loads(overrides or "{}")
+    except json.JSONDecodeError as error:
+        raise ValueError(f"overrides must be a JSON object ({error}). Received: overrides={overrides!r}") from None
+    if not isinstance(changes, dict):
+        raise ValueError(f"overrides must be a JSON object. Received: overrides={overrides!r}")
+    if data_root:
+        changes.setdefault("data", {})["root"] = data_root
+    return build_config(variant, profile, changes)
+
+
+def stage_config(stage: str, cfg: PipelineConfig, upstream: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The stage's config from the pipeline config and upstream results, as flows/pipeline.py builds it."""
+    sharded, trained, evaluated = (upstream.get(name, {}) for name in ("sharded", "trained", "evaluated"))
+    if stage == "validate":
+        return {"data": cfg.data.model_dump(), "work_dir": cfg.work_dir}
+    if stage == "shard":
+        validated = upstream["validated"]
+        return {
+            "data": cfg.data.model_dump(),
+            "augment": cfg.variant.augment.model_dump(),
+            "report_path": validated["report_path"],
+            "dataset_fingerprint": validated["dataset_fingerprint"],
+            "work_dir": cfg.work_dir,
+        }
+    if stage == "train":
+        return {"pipeline": cfg.model_dump(), "manifest_path": sharded["manifest_path"]}
+    if stage == "evaluate":
+        output_dir = str(Path(trained["model_path"]).parent / "evaluation")
+        return {"manifest_path": sharded["manifest_path"], "model_path": trained["model_path"], "run_id": trained["run_id"], "output_dir": output_dir}
+    if stage == "register":
+        return {
+            "registered_model": cfg.registered_model_name,
+            "model_uri": trained["model_uri"],
+            "run_id": trained["run_id"],
+            "variant": cfg.variant.name,
+            "dataset_fingerprint": sharded["dataset_fingerprint"],
+            "threshold": evaluated["threshold"],
+            "metrics": evaluated["test"],
+            "primary_metric": cfg.tracking.primary_metric,
+            "config_key": fingerprint(sharded["shard_key"], cfg.variant.model_dump()),
+        }
+    raise ValueError(f"Unknown stage. Expected one of {list(STAGES)}. Received: stage={stage!r}")
+
+
+def run_stage_cli(stage: str, config: dict[str, Any], kfp_run_id: str) -> dict[str, Any]:
+    """`detector <stage> --config FILE` in a child process; its log passes through, its result is the last JSON document."""
+    env = {**os.environ, "MLFLOW_RUN_CONTEXT": json.dumps({KFP_RUN_TAG: kfp_run_id})} if kfp_run_id else dict(os.environ)
+    with tempfile.TemporaryDirectory(prefix=f"kfp-{stage}-") as scratch:
+        config_path = Path(scratch) / "config.json"
+        config_path.write_text(json.dumps(config))
+        command = [sys.executable, "-m", "components.cli", stage, "--config", str(config_path)]
+        with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as child:
+            lines = []
+            for line in child.stdout:
+                sys.stdout.write(line)
+                lines.append(line.rstrip("\n"))
+        if child.returncode != 0:
+            raise SystemExit(f"detector {stage} exited with {child.returncode}; its log is above.")
+    return last_json_document(lines, stage)
+
+
+def last_json_document(lines: Sequence[str], stage: str) -> dict[str, Any]:
+    """The stage CLI prints its result last, indented, starting with a bare `{` line; Keras' log lines never are one."""
+    starts = [index for index, line in enumerate(lines) if line == "{"]
+    if not starts:
+        raise ValueError(f"detector {stage} printed no JSON result. Received the last lines: {list(lines[-5:])}")
+    return json.loads("\n".join(lines[starts[-1] :]))
+
+
+def tag_with_kfp_run(stage: str, result: dict[str, Any], kfp_run_id: str) -> None:
+    if not kfp_run_id or stage not in ("train", "register"):
+        return
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    if stage == "train":
+        client.set_tag(result["run_id"], KFP_RUN_TAG, kfp_run_id)
+    else:
+        client.set_model_version_tag(result["registered_model"], result["version"], KFP_RUN_TAG, kfp_run_id)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m components.kfp_stage", description=__doc__.strip().split("\n\n")[0])
+    parser.add_argument("stage", choices=STAGES)
+    parser.add_argument("--variant", default="improved")
+    parser.add_argument("--profile", default="full")
+    parser.add_argument("--data-root", default="", help="Dataset root; empty keeps the profile's or the overrides'.")
+    parser.add_argument("--overrides", default="{}", help="JSON object of pipeline config overrides, as `detector run --set` takes.")
+    for name in UPSTREAM:
+        parser.add_argument(f"--{name}", default="{}", help=f"The {name} stage's JSON result.")
+    parser.add_argument("--kfp-run-id", default="", help="Tagged on the MLflow run and the registered version.")
+    parser.add_argument("--result", type=Path, required=True, help="Where the stage's JSON result is written (KFP's output file).")
+    args = parser.parse_args(argv)
+    settings.apply()
+    try:
+        cfg = pipeline_config(args.variant, args.profile, args.data_root, args.overrides)
+        upstream = {name: json.loads(getattr(args, name)) for name in UPSTREAM}
+    except (ValueError, json.JSONDecodeError) as error:
+        parser.error(str(error))
+    result = run_stage_cli(args.stage, stage_config(args.stage, cfg, upstream), args.kfp_run_id)
+    tag_with_kfp_run(args.stage, result, args.kfp_run_id)
+    args.result.parent.mkdir(parents=True, exist_ok=True)
+    args.result.write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

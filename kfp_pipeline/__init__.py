@@ -1,0 +1,3 @@
+"""The detector's stages as a Kubeflow Pipelines v2 pipeline. Runs in .venv-kfp (kfp needs
+protobuf<7); the stages themselves run in the main environment or the images, through
+`python -m components.kfp_stage`."""
