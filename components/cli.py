@@ -24,6 +24,7 @@ STAGES = {
     "train": ("components.train", "Train one variant from shards; resumable; logs to MLflow."),
     "evaluate": ("components.evaluate", "Test metrics at 0.5 and at the threshold tuned on validation."),
     "register": ("components.registry", "Register a model version; set @challenger, gate @champion."),
+    "kfp": ("kfp_pipeline.cli", "Kubeflow Pipelines: compile, submit, or run locally (kfp runs in its own .venv-kfp)."),
 }
 
 

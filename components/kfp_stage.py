@@ -61,8 +61,12 @@ def stage_config(stage: str, cfg: PipelineConfig, upstream: dict[str, dict[str, 
     if stage == "train":
         return {"pipeline": cfg.model_dump(), "manifest_path": sharded["manifest_path"]}
     if stage == "evaluate":
-        output_dir = str(Path(trained["model_path"]).parent / "evaluation")
-        return {"manifest_path": sharded["manifest_path"], "model_path": trained["model_path"], "run_id": trained["run_id"], "output_dir": output_dir}
+        return {
+            "manifest_path": sharded["manifest_path"],
+            "model_path": trained["model_path"],
+            "run_id": trained["run_id"],
+            "output_dir": str(Path(trained["model_path"]).parent / "evaluation"),
+        }
     if stage == "register":
         return {
             "registered_model": cfg.registered_model_name,

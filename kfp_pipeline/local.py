@@ -15,6 +15,7 @@ from kfp import dsl, local
 from kfp_pipeline.main_env import REPO, with_repo_on_path
 from kfp_pipeline.pipeline import VARIANTS, build_pipeline
 
+
 # No kfp install in the task: it runs in this interpreter, which has kfp, and offline.
 @dsl.component(base_image="python:3.11", install_kfp_package=False)
 def detector_stage(
