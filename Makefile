@@ -4,8 +4,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The Kubeflow Pipelines SDK in its own virtualenv: kfp requires protobuf<7 and pins requests,
+# below what .venv and the images are locked with (kfp_pipeline/requirements.txt).
+KFP_VENV := .venv-kfp
+KFP_STAMP := $(KFP_VENV)/.installed
 
-.PHONY: install demo test test-fast lint check-infra clean services services-stop bench
+.PHONY: install demo test test-fast lint check-infra clean services services-stop bench kfp-env
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,13 +19,21 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+$(KFP_STAMP): kfp_pipeline/requirements.txt
+	$(PYTHON) -m venv $(KFP_VENV)
+	$(KFP_VENV)/bin/pip install --quiet --disable-pip-version-check -r kfp_pipeline/requirements.txt 2>&1 | grep -v "is ignored: it is neither" || true
+	$(KFP_VENV)/bin/python -c "import kfp.kubernetes, kfp.local"
+	touch $(KFP_STAMP)
+
+kfp-env: $(KFP_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/detector demo
 
-test: $(STAMP)
+test: $(STAMP) $(KFP_STAMP)
 	$(BIN)/pytest
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(KFP_STAMP)
 	$(BIN)/pytest -m "not slow"
 
 # Every benchmark figure in one run: prints a table, writes bench/results.json (bench/README.md).

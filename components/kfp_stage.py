@@ -44,6 +44,19 @@ def pipeline_config(variant: str, profile: str, data_root: str, overrides: str) 
     return build_config(variant, profile, changes)
 
 
+def with_local_data(cfg: PipelineConfig, stage: str, kfp_run_id: str) -> PipelineConfig:
+    """s3:// data, as the Prefect flow does it: mirrored into work_dir/s3-cache (by the validate task,
+    which comes first), and every stage reads the mirror."""
+    from components.s3data import split_uri
+
+    cache_dir = str(Path(cfg.work_dir) / "s3-cache")
+    if stage == "validate":
+        local_root = run_stage_cli("sync", {"uri": cfg.data.root, "cache_dir": cache_dir}, kfp_run_id)["local_root"]
+    else:
+        local_root = str(Path(cache_dir).joinpath(*split_uri(cfg.data.root)))  # where sync put it
+    return cfg.with_changes(data={"root": local_root})
+
+
 def stage_config(stage: str, cfg: PipelineConfig, upstream: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The stage's config from the pipeline config and upstream results, as flows/pipeline.py builds it."""
     sharded, trained, evaluated = (upstream.get(name, {}) for name in ("sharded", "trained", "evaluated"))
@@ -137,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         upstream = {name: json.loads(getattr(args, name)) for name in UPSTREAM}
     except (ValueError, json.JSONDecodeError) as error:
         parser.error(str(error))
+    if cfg.data.root.startswith("s3://"):
+        cfg = with_local_data(cfg, args.stage, args.kfp_run_id)
     result = run_stage_cli(args.stage, stage_config(args.stage, cfg, upstream), args.kfp_run_id)
     tag_with_kfp_run(args.stage, result, args.kfp_run_id)
     args.result.parent.mkdir(parents=True, exist_ok=True)

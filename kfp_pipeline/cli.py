@@ -53,7 +53,9 @@ def _add_image_options(parser: argparse.ArgumentParser) -> None:
 def _add_run_parameters(parser: argparse.ArgumentParser, profile: str) -> None:
     parser.add_argument("--profile", choices=("demo", "full"), default=profile, help="Default: %(default)s.")
     parser.add_argument("--data", default="", help="Dataset root (a path the stages see, or s3://bucket/prefix).")
-    parser.add_argument("--overrides", type=_json_object, default="{}", help='Pipeline config overrides as JSON, e.g. \'{"variant": {"fit": {"epochs": 2}}}\'.')
+    parser.add_argument(
+        "--overrides", type=_json_object, default="{}", help='Pipeline config overrides, JSON: {"variant": {"fit": {"epochs": 2}}}.'
+    )
 
 
 def parser() -> argparse.ArgumentParser:
