@@ -28,7 +28,7 @@ IMAGE_NAMES = {"cpu": "detector-cpu", "gpu": "detector-gpu"}
 WORK_MOUNT = "/app/work"
 # infra/kubernetes' names: the same Secret and settings as the Prefect jobs, and their keys.
 SECRET_KEYS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-SETTINGS_KEYS = ("MLFLOW_TRACKING_URI", "AWS_DEFAULT_REGION")
+SETTINGS_KEYS = ("MLFLOW_TRACKING_URI", "AWS_DEFAULT_REGION", "MLFLOW_S3_ENDPOINT_URL")
 RUNNER = ["python", "-m", "components.kfp_stage"]
 
 
