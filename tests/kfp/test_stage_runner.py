@@ -1,0 +1,79 @@
+"""components.kfp_stage, the runner every KFP task calls (in the images, and from kfp.local)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from components import kfp_stage, s3data
+from flows.stages import STAGES as FLOW_STAGES
+from tests.kfp.conftest import REPO
+
+UPSTREAM = {
+    "validated": {"report_path": "/w/validated/report.csv", "dataset_fingerprint": "f" * 16},
+    "sharded": {"manifest_path": "/w/shards/k/manifest.json", "shard_key": "k" * 16, "dataset_fingerprint": "f" * 16},
+    "trained": {"run_id": "r" * 32, "model_path": "/w/runs/baseline-k/model.keras", "model_uri": "runs:/r/model"},
+    "evaluated": {"threshold": 0.42, "test": {"test_auc": 0.9, "test_accuracy": 0.8}},
+}
+
+
+def test_the_result_is_the_last_json_document_after_the_stage_log():
+    lines = ["Epoch 1/1", "{'loss': 0.69}", "{", '  "run_id": "abc",', '  "final": {', '    "auc": 0.5', "  }", "}"]
+    assert kfp_stage.last_json_document(lines, "train") == {"run_id": "abc", "final": {"auc": 0.5}}
+
+
+def test_no_json_result_is_an_error_showing_the_last_lines():
+    with pytest.raises(ValueError, match="Traceback"):
+        kfp_stage.last_json_document(["Epoch 1/1", "Traceback (most recent call last):"], "train")
+
+
+@pytest.mark.parametrize("stage", kfp_stage.STAGES)
+def test_every_stage_config_is_what_the_component_accepts(stage: str):
+    cfg = kfp_stage.pipeline_config("improved", "demo", "/data/set", '{"work_dir": "/w"}')
+    module_name, config_class, _ = FLOW_STAGES[stage]
+    module = importlib.import_module(f"components.{module_name}")
+    getattr(module, config_class).model_validate(kfp_stage.stage_config(stage, cfg, UPSTREAM))
+
+
+def test_data_root_parameter_wins_and_bad_overrides_name_the_value():
+    assert kfp_stage.pipeline_config("baseline", "demo", "/data/x", '{"data": {"root": "/data/y"}}').data.root == "/data/x"
+    with pytest.raises(ValueError, match=r"overrides='\[1\]'"):
+        kfp_stage.pipeline_config("baseline", "demo", "", "[1]")
+
+
+def _run_stage(stage: str, tmp_path: Path, *args: str) -> dict:
+    result = tmp_path / f"{stage}.json"
+    command = [sys.executable, "-m", "components.kfp_stage", stage, "--profile", "demo", *args, "--result", str(result)]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return json.loads(result.read_text())
+
+
+def test_validate_task_writes_the_stage_cli_result(tiny_dataset: Path, tmp_path: Path):
+    overrides = json.dumps({"data": {"image_size": 32}, "work_dir": str(tmp_path / "work")})
+    result = _run_stage("validate", tmp_path, "--data-root", str(tiny_dataset), "--overrides", overrides)
+    assert Path(result["report_path"]).is_file() and str(tmp_path / "work") in result["report_path"]
+    assert len(result["dataset_fingerprint"]) == 16
+
+
+def test_s3_data_is_mirrored_by_validate_and_read_from_the_mirror_after(s3_env, tiny_dataset: Path, tmp_path: Path):
+    client = s3data.s3_client()
+    bucket = f"kfp-{uuid.uuid4().hex[:8]}"
+    client.create_bucket(Bucket=bucket)
+    for path in sorted(tiny_dataset.rglob("*.png")):
+        client.upload_file(str(path), bucket, f"sets/tiny/{path.relative_to(tiny_dataset)}")
+    work = tmp_path / "work"
+    overrides = json.dumps({"data": {"image_size": 32}, "work_dir": str(work)})
+    validated = _run_stage("validate", tmp_path, "--data-root", f"s3://{bucket}/sets/tiny", "--overrides", overrides)
+    mirror = work / "s3-cache" / bucket / "sets" / "tiny"
+    mirrored = sorted(path.relative_to(mirror) for path in mirror.rglob("*.png"))
+    assert mirrored == sorted(path.relative_to(tiny_dataset) for path in tiny_dataset.rglob("*.png"))
+    cfg = kfp_stage.pipeline_config("baseline", "demo", f"s3://{bucket}/sets/tiny", overrides)
+    assert kfp_stage.with_local_data(cfg, "shard", "").data.root == str(mirror)
+    assert validated["dataset_fingerprint"]
