@@ -35,7 +35,7 @@ def test_local_kfp_run_registers_a_version_with_aliases_tagged_with_the_kfp_run(
     assert (registered["registered_model"], registered["version"], registered["champion_version"]) == ("kfp-local-detector", "1", "1")
     client = MlflowClient()
     champion = client.get_model_version_by_alias("kfp-local-detector", CHAMPION)
-    assert client.get_model_version_by_alias("kfp-local-detector", CHALLENGER).version == champion.version == "1"
+    assert str(client.get_model_version_by_alias("kfp-local-detector", CHALLENGER).version) == str(champion.version) == "1"
     run = client.get_run(champion.run_id)
     assert run.data.tags["variant"] == "baseline" and "test_auc" in run.data.metrics
     assert run.data.tags["kfp_run_id"] and run.data.tags["kfp_run_id"] == champion.tags["kfp_run_id"]
