@@ -1,0 +1,33 @@
+"""infra/kubernetes/kfp: kustomize's real rendering, checked against Kubernetes' schemas offline."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import kubernetes_validate
+import yaml
+
+from tests.infra.conftest import tool
+from tests.kfp.conftest import REPO
+
+KFP_DIR = REPO / "infra" / "kubernetes" / "kfp"
+
+
+def test_kustomize_renders_what_the_pipeline_names_from_the_example_credentials(tmp_path: Path):
+    folder = tmp_path / "kfp"
+    shutil.copytree(KFP_DIR, folder)
+    shutil.copy(folder / "credentials.env.example", folder / "credentials.env")
+    result = subprocess.run([tool("kubectl"), "kustomize", str(folder)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    resources = [document for document in yaml.safe_load_all(result.stdout) if document]
+    for resource in resources:
+        kubernetes_validate.validate(resource, kubernetes_validate.latest_version(), strict=True)
+    kinds = {(resource["kind"], resource["metadata"]["name"]) for resource in resources}
+    assert kinds == {("Secret", "detector-credentials"), ("ConfigMap", "detector-settings"), ("PersistentVolumeClaim", "detector-work")}
+    assert {resource["metadata"]["namespace"] for resource in resources} == {"kubeflow"}
+
+
+def test_kfp_credentials_file_is_git_ignored():
+    assert subprocess.run(["git", "check-ignore", "-q", "infra/kubernetes/kfp/credentials.env"], cwd=REPO).returncode == 0
