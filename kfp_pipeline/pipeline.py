@@ -89,6 +89,8 @@ class ClusterStages:
         kubernetes.use_config_map_as_env(task, self.settings, {key: key for key in SETTINGS_KEYS})
         if STAGE_IMAGES[stage] == "gpu":
             task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
+            # GPU nodes are commonly tainted so that only pods asking for a GPU land there.
+            kubernetes.add_toleration(task, key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
         return task
 
 

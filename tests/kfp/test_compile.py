@@ -72,8 +72,13 @@ def test_the_run_id_passed_to_every_stage_is_kfps_own(compiled):
         assert task["inputs"]["parameters"]["kfp_run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
 
 
+def gpu_tolerations(platform: dict, spec: dict, task: str) -> list[dict]:
+    label = spec["components"][spec["root"]["dag"]["tasks"][task]["componentRef"]["name"]]["executorLabel"]
+    return platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][label].get("tolerations", [])
+
+
 def test_only_training_requests_a_gpu_and_runs_in_the_gpu_image(compiled):
-    _, spec, _ = compiled
+    _, spec, platform = compiled
     containers = executors(spec)
     for display, task in task_names(spec).items():
         container = containers[task]
@@ -81,9 +86,11 @@ def test_only_training_requests_a_gpu_and_runs_in_the_gpu_image(compiled):
             assert container["image"] == dockerfile_image("gpu")
             accelerator = container["resources"]["accelerator"]
             assert accelerator["resourceType"] == "nvidia.com/gpu" and accelerator["resourceCount"] == "1"
+            assert [toleration["key"] for toleration in gpu_tolerations(platform, spec, task)] == ["nvidia.com/gpu"]
         else:
             assert container["image"] == dockerfile_image("cpu")
             assert "accelerator" not in container.get("resources", {})
+            assert not gpu_tolerations(platform, spec, task)
 
 
 def test_images_and_tag_are_options(tmp_path: Path, kfp_python: str):
