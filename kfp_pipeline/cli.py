@@ -70,6 +70,7 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("--namespace", default=None, help="Kubeflow profile namespace (multi-user clusters).")
     submit.add_argument("--experiment", default="detector", help="Default: %(default)s.")
     submit.add_argument("--no-schedule", action="store_true", help="Start the run only; no weekly recurring run.")
+    submit.add_argument("--output", type=Path, default=Path(DEFAULT_PACKAGE), help="The package uploaded (default: %(default)s).")
     _add_pipeline_options(submit)
     _add_image_options(submit)
     _add_run_parameters(submit, profile="full")

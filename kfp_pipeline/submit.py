@@ -38,7 +38,7 @@ def submit(args: argparse.Namespace, images: dict[str, str]) -> dict[str, str]:
     if not args.host:
         raise SystemExit("detector kfp submit: no endpoint. Received: --host '' and no $KFP_HOST.")
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    package = compile_package(REPO / "work" / "kfp" / f"detector-pipeline-{stamp}.yaml", args.variants, images)
+    package = compile_package(args.output, args.variants, images)
     client = Client(host=args.host, existing_token=os.environ.get("KFP_TOKEN") or None, namespace=args.namespace or "kubeflow")
     pipeline_id, version_id = _upload(client, package, f"{images['gpu'].rsplit(':', 1)[-1]}-{stamp}", args.namespace)
     experiment_id = client.create_experiment(args.experiment, namespace=args.namespace).experiment_id
