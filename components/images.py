@@ -7,6 +7,7 @@ validation report promises is exactly what the shards get.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import math
@@ -132,7 +133,10 @@ def list_entries(folder: Path) -> list[Path]:
 def inspect_file(job: tuple[str, str, str, str, int]) -> dict:
     """One validation report row (see validate.REPORT_COLUMNS), run in a worker process."""
     split, name, path, relative, max_pixels = job
-    row = {"split": split, "class_name": name, "path": relative, "bytes": 0, "mtime_ns": 0}
+    row = {"split": split, "class_name": name, "path": relative, "bytes": -1, "mtime_ns": -1}
+    with contextlib.suppress(OSError):  # the link or file itself, as validation's cache sees it
+        info = os.lstat(path)
+        row.update(bytes=info.st_size, mtime_ns=info.st_mtime_ns)
     try:
         data, info = read_file(Path(path))
         row.update(bytes=info.st_size, mtime_ns=info.st_mtime_ns, sha256=hashlib.sha256(data).hexdigest())
@@ -141,6 +145,11 @@ def inspect_file(job: tuple[str, str, str, str, int]) -> dict:
         return quarantined_row(row, str(error))
     facts_row = {"format": facts.format, "mode": facts.mode, "width": facts.width, "height": facts.height, "normalised": facts.normalised}
     return {**row, "status": "ok", "reason": "", **facts_row}
+
+
+def printable(name: str) -> str:
+    """A file name for output: bytes that are not UTF-8 become backslash escapes."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def quarantined_row(row: dict, reason: str) -> dict:
