@@ -87,7 +87,7 @@ def run(cfg: ValidateConfig) -> ValidateResult:
         else:
             fresh.append((split, name, path))
     rows += _inspect_all(root, fresh, cfg, progress_path, checked_with)
-    report = pd.DataFrame(_flag_duplicates_and_leaks(rows, cfg.data.test_dir), columns=REPORT_COLUMNS)
+    report = pd.DataFrame(_flag_duplicates_and_leaks(rows, cfg.data.test_dir), columns=REPORT_COLUMNS, dtype=object)
     quarantine_dir = out_dir / "quarantine"
     _quarantine(root, report[report.status == "quarantined"], quarantine_dir)
     _write_atomically(report, report_path)
@@ -106,7 +106,8 @@ def run(cfg: ValidateConfig) -> ValidateResult:
 
 def read_report(path: str | Path) -> pd.DataFrame:
     """A name that is not UTF-8 is written as its raw bytes, so the row names the file exactly."""
-    return pd.read_csv(path, keep_default_na=False, encoding_errors="surrogateescape")
+    # object, not pandas' Arrow strings, which cannot hold such a name.
+    return pd.read_csv(path, keep_default_na=False, encoding_errors="surrogateescape", dtype={"path": object, "reason": object})
 
 
 def verdict_settings(data: DataConfig) -> str:
