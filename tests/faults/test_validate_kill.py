@@ -18,7 +18,7 @@ from PIL import Image
 from components.config import DataConfig
 from components.validate import PROGRESS_NAME, ValidateConfig, run
 
-PER_CLASS = 70
+PER_CLASS = 40
 SEED = 20261127
 
 
