@@ -55,16 +55,16 @@ def _flip_bytes(data: bytes, rng: random.Random, start: int = 2) -> bytes:
 def _with_broken_exif(data: bytes, rng: random.Random) -> bytes:
     """Re-save with an EXIF block whose TIFF structure has random bytes in it."""
     image = Image.open(io.BytesIO(data))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Pillow's own complaints about what we are about to break
-        image.load()
+    image.load()
     exif = _exif(rng)
     # Keeping the "Exif" and TIFF headers most of the time gets the damage into the tag parser.
     keep = rng.choice([6, 14, 14, 14])
     broken = exif[:keep] + _flip_bytes(exif[keep:], rng, start=0) if rng.random() < 0.9 else bytes(rng.randrange(256) for _ in range(40))
     buffer = io.BytesIO()
     try:
-        image.save(buffer, format=image.format, exif=broken)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's TIFF writer complains about the block we broke
+            image.save(buffer, format=image.format, exif=broken)
     except Exception:  # Pillow's TIFF writer parses the block first; the raw bytes then go in by hand
         return _flip_bytes(data, rng)
     return buffer.getvalue()
