@@ -13,6 +13,7 @@ import io
 import math
 import os
 import random
+import shutil
 import stat
 import warnings
 from dataclasses import dataclass
@@ -133,10 +134,7 @@ def list_entries(folder: Path) -> list[Path]:
 def inspect_file(job: tuple[str, str, str, str, int]) -> dict:
     """One validation report row (see validate.REPORT_COLUMNS), run in a worker process."""
     split, name, path, relative, max_pixels = job
-    row = {"split": split, "class_name": name, "path": relative, "bytes": -1, "mtime_ns": -1}
-    with contextlib.suppress(OSError):  # the link or file itself, as validation's cache sees it
-        info = os.lstat(path)
-        row.update(bytes=info.st_size, mtime_ns=info.st_mtime_ns)
+    row = file_row(split, name, path, relative)
     try:
         data, info = read_file(Path(path))
         row.update(bytes=info.st_size, mtime_ns=info.st_mtime_ns, sha256=hashlib.sha256(data).hexdigest())
@@ -145,6 +143,26 @@ def inspect_file(job: tuple[str, str, str, str, int]) -> dict:
         return quarantined_row(row, str(error))
     facts_row = {"format": facts.format, "mode": facts.mode, "width": facts.width, "height": facts.height, "normalised": facts.normalised}
     return {**row, "status": "ok", "reason": "", **facts_row}
+
+
+def file_row(split: str, name: str, path: str, relative: str) -> dict:
+    """A report row's identity: size and time of the entry itself (lstat), as validation's cache sees it."""
+    row = {"split": split, "class_name": name, "path": relative, "bytes": -1, "mtime_ns": -1}
+    with contextlib.suppress(OSError):
+        info = os.lstat(path)
+        row.update(bytes=info.st_size, mtime_ns=info.st_mtime_ns)
+    return row
+
+
+def copy_regular_file(source: Path, target: Path) -> None:
+    """Copy without following a link out of the dataset, and without hanging on a FIFO."""
+    info = os.lstat(source)
+    if not stat.S_ISREG(info.st_mode):
+        raise UnusableImage("not a regular file")
+    descriptor = os.open(source, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(descriptor, "rb") as reader, open(target, "wb") as writer:
+        shutil.copyfileobj(reader, writer)
+    os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
 
 
 def printable(name: str) -> str:

@@ -13,11 +13,8 @@ so a rerun after a crash continues where it stopped, and the report is replaced 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
-import stat
 from collections import defaultdict
 from pathlib import Path
 
@@ -27,7 +24,7 @@ import PIL
 from components.cli_support import component_main
 from components.config import DataConfig, Strict, fingerprint
 from components.guard import guarded
-from components.images import CONVERTIBLE_MODES, UnusableImage, inspect_file, list_entries, quarantined_row
+from components.images import CONVERTIBLE_MODES, UnusableImage, copy_regular_file, file_row, inspect_file, list_entries, quarantined_row
 
 REPORT_COLUMNS = [
     "split",
@@ -185,7 +182,8 @@ def _inspect_all(root: Path, files: list[tuple[str, str, Path]], cfg: ValidateCo
     jobs = [(split, name, str(path), str(path.relative_to(root)), data.max_image_pixels) for split, name, path in files]
     workers = min(cfg.workers or os.cpu_count() or 1, len(jobs))
     rows = []
-    with guarded(workers, data.decode_timeout_seconds, data.decode_memory_mb) as guard, open(progress_path, "a") as progress:
+    with guarded(workers, data.decode_timeout_seconds, data.decode_memory_mb) as guard, open(progress_path, "a+") as progress:
+        _end_cut_line(progress)
         for job, outcome in zip(jobs, guard.map(inspect_file, jobs)):
             row = outcome.value if outcome.error is None else _failed_row(job, outcome.error)
             row["checked_with"] = checked_with
@@ -196,13 +194,17 @@ def _inspect_all(root: Path, files: list[tuple[str, str, Path]], cfg: ValidateCo
     return rows
 
 
+def _end_cut_line(progress) -> None:
+    """A kill can cut the last line short; end it, so that it alone is lost, not the next row too."""
+    if progress.tell() > 0:
+        progress.seek(progress.tell() - 1)
+        if progress.read(1) != "\n":
+            progress.write("\n")
+
+
 def _failed_row(job: tuple[str, str, str, str, int], reason: str) -> dict:
     split, name, path, relative, _ = job
-    row = {"split": split, "class_name": name, "path": relative, "bytes": -1, "mtime_ns": -1}
-    with contextlib.suppress(OSError):
-        info = os.lstat(path)
-        row.update(bytes=info.st_size, mtime_ns=info.st_mtime_ns)
-    return quarantined_row(row, reason)
+    return quarantined_row(file_row(split, name, path, relative), reason)
 
 
 def _flag_duplicates_and_leaks(rows: list[dict], test_dir: str) -> list[dict]:
@@ -236,22 +238,11 @@ def _quarantine(root: Path, rows: pd.DataFrame, quarantine_dir: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         reason = row.reason
         try:
-            _copy_regular_file(root / row.path, target)
+            copy_regular_file(root / row.path, target)
         except (OSError, UnusableImage) as error:
             reason += f"\n(the file itself was not copied: {error})"
         # Reasons may quote bytes from the file or its name; they must never stop the run.
         target.with_name(target.name + ".reason.txt").write_text(f"{reason}\n", errors="backslashreplace")
-
-
-def _copy_regular_file(source: Path, target: Path) -> None:
-    """Copy without following a link out of the dataset, and without hanging on a FIFO."""
-    info = os.lstat(source)
-    if not stat.S_ISREG(info.st_mode):
-        raise UnusableImage("not a regular file")
-    descriptor = os.open(source, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    with os.fdopen(descriptor, "rb") as reader, open(target, "wb") as writer:
-        shutil.copyfileobj(reader, writer)
-    os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
 
 
 def _write_atomically(report: pd.DataFrame, report_path: Path) -> None:
