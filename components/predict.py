@@ -93,7 +93,7 @@ def _image_paths(target: Path) -> list[Path]:
     """A link given by name is the user's choice; links inside a folder are listed and refused
     when read, never followed."""
     if target.is_file():
-        return [target]
+        return [Path(os.path.realpath(target)) if target.is_symlink() else target]
     if not target.is_dir():
         raise FileNotFoundError(f"No such image or folder. Received: images={printable(str(target))!r}")
     return [path for path in list_entries(target) if not path.name.startswith(".")]
