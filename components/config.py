@@ -54,6 +54,11 @@ class DataConfig(Strict):
     images_per_shard: int = Field(512, ge=1)
     # Pillow's own default cap; above it a file is treated as a decompression bomb.
     max_image_pixels: int = Field(89_478_485, ge=1)
+    # Budgets for decoding one file (validate, shard, predict). A file over either is quarantined
+    # and its worker replaced. A 224 px dataset needs milliseconds and a few MB per file; 1 GiB
+    # admits a 60-megapixel RGBA image with its copies, while a 9000x9000 RGBA PNG (1.6 GB) is not.
+    decode_timeout_seconds: float = Field(60.0, gt=0)
+    decode_memory_mb: int = Field(1024, ge=64)
     # Pre-augmented copies of each training image, for hosts whose CPUs can't augment live.
     premade_copies: int = Field(0, ge=0)
 

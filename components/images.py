@@ -7,10 +7,14 @@ validation report promises is exactly what the shards get.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import math
+import os
 import random
+import shutil
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +44,51 @@ class ImageFacts:
 
 def load_rgb(path: Path, max_pixels: int) -> tuple[Image.Image, ImageFacts]:
     """Fully decode a file into RGB, applying EXIF orientation; raise UnusableImage otherwise."""
-    data = path.read_bytes()
+    data, _ = read_file(path)
+    return decode_rgb(data, max_pixels)
+
+
+def read_file(path: Path) -> tuple[bytes, os.stat_result]:
+    """The bytes of a regular file, never through a symbolic link: a link can lead outside the
+    dataset root. Any failure to read is the file's reason, never the run's."""
+    try:
+        info = os.lstat(path)
+        if stat.S_ISLNK(info.st_mode):
+            raise UnusableImage("symbolic link: refused, it could lead outside the dataset root")
+        if not stat.S_ISREG(info.st_mode):
+            raise UnusableImage(f"not a regular file ({_file_kind(info.st_mode)})")
+        # O_NOFOLLOW: the name may have become a link since lstat. O_NONBLOCK: opening a FIFO
+        # that took its place must not hang the worker.
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(descriptor, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise UnusableImage(f"not a regular file ({_file_kind(info.st_mode)})")
+            return handle.read(), info
+    except OSError as error:  # the message alone: the path may not be printable
+        raise UnusableImage(f"unreadable: {type(error).__name__}: {error.strerror or error.errno}") from None
+    except MemoryError:
+        raise UnusableImage("unreadable: larger than the per-file memory budget (data.decode_memory_mb)") from None
+
+
+def decode_rgb(data: bytes, max_pixels: int) -> tuple[Image.Image, ImageFacts]:
     if not data:
         raise UnusableImage("zero-byte file")
     digest = hashlib.sha256(data).hexdigest()
+    image = _decode(data, max_pixels)
+    image_format, mode, size = image.format or "unknown", image.mode, image.size
+    if mode not in CONVERTIBLE_MODES:
+        raise UnusableImage(f"unsupported mode {mode}")
+    try:
+        rgb, steps = _normalise(image)
+    except MemoryError:
+        raise UnusableImage("out of memory while normalising: over the per-file budget (data.decode_memory_mb)") from None
+    except Exception as error:  # e.g. a broken EXIF block: SyntaxError, struct.error, TypeError
+        raise UnusableImage(f"normalising failed: {type(error).__name__}: {error}") from None
+    return rgb, ImageFacts(digest, len(data), image_format, mode, size[0], size[1], "+".join(steps) or "none")
+
+
+def _decode(data: bytes, max_pixels: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
             # Pillow only warns between max_pixels and twice that; a bomb is a bomb either way.
@@ -51,21 +96,92 @@ def load_rgb(path: Path, max_pixels: int) -> tuple[Image.Image, ImageFacts]:
             previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
             try:
                 image = Image.open(io.BytesIO(data))
-                image_format, mode, size = image.format or "unknown", image.mode, image.size
                 image.load()  # a header parse is not enough: truncation shows only on full decode
+                return image
             finally:
                 Image.MAX_IMAGE_PIXELS = previous
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise UnusableImage(f"decompression bomb: {error}") from None
     except Image.UnidentifiedImageError:
         raise UnusableImage("not an image Pillow can identify") from None
-    except (OSError, SyntaxError, ValueError) as error:
-        raise UnusableImage(f"decode failed: {error}") from None
-    if mode not in CONVERTIBLE_MODES:
-        raise UnusableImage(f"unsupported mode {mode}")
-    rgb, steps = _normalise(image)
-    facts = ImageFacts(digest, len(data), image_format, mode, size[0], size[1], "+".join(steps) or "none")
-    return rgb, facts
+    except MemoryError:
+        raise UnusableImage("out of memory while decoding: over the per-file budget (data.decode_memory_mb)") from None
+    except Exception as error:  # Pillow's decoders raise far more than OSError (NotImplementedError, struct.error, ...)
+        raise UnusableImage(f"decode failed: {type(error).__name__}: {error}") from None
+
+
+def _file_kind(mode: int) -> str:
+    kinds = {
+        stat.S_ISDIR: "a folder",
+        stat.S_ISFIFO: "a FIFO",
+        stat.S_ISSOCK: "a socket",
+        stat.S_ISCHR: "a device",
+        stat.S_ISBLK: "a device",
+    }
+    return next((kind for test, kind in kinds.items() if test(mode)), "special file")
+
+
+def list_entries(folder: Path) -> list[Path]:
+    """Every entry below folder that is not a plain folder, sorted. Links are listed, not followed:
+    links to folders appear as entries (and are refused when read), never walked into."""
+    entries = []
+    for directory, folders, files in os.walk(folder):  # followlinks=False
+        entries += [Path(directory, name) for name in files]
+        entries += [Path(directory, name) for name in folders if os.path.islink(os.path.join(directory, name))]
+    return sorted(entries)
+
+
+def inspect_file(job: tuple[str, str, str, str, int]) -> dict:
+    """One validation report row (see validate.REPORT_COLUMNS), run in a worker process."""
+    split, name, path, relative, max_pixels = job
+    row = file_row(split, name, path, relative)
+    try:
+        data, info = read_file(Path(path))
+        row.update(bytes=info.st_size, mtime_ns=info.st_mtime_ns, sha256=hashlib.sha256(data).hexdigest())
+        _, facts = decode_rgb(data, max_pixels)
+    except UnusableImage as error:
+        return quarantined_row(row, str(error))
+    facts_row = {"format": facts.format, "mode": facts.mode, "width": facts.width, "height": facts.height, "normalised": facts.normalised}
+    return {**row, "status": "ok", "reason": "", **facts_row}
+
+
+def file_row(split: str, name: str, path: str, relative: str) -> dict:
+    """A report row's identity: size and time of the entry itself (lstat), as validation's cache sees it."""
+    row = {"split": split, "class_name": name, "path": relative, "bytes": -1, "mtime_ns": -1}
+    with contextlib.suppress(OSError):
+        info = os.lstat(path)
+        row.update(bytes=info.st_size, mtime_ns=info.st_mtime_ns)
+    return row
+
+
+def copy_regular_file(source: Path, target: Path) -> None:
+    """Copy without following a link out of the dataset, and without hanging on a FIFO."""
+    info = os.lstat(source)
+    if not stat.S_ISREG(info.st_mode):
+        raise UnusableImage("not a regular file")
+    descriptor = os.open(source, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(descriptor, "rb") as reader, open(target, "wb") as writer:
+        shutil.copyfileobj(reader, writer)
+    os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
+
+
+def printable(name: str) -> str:
+    """A file name for output: bytes that are not UTF-8 become backslash escapes."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def quarantined_row(row: dict, reason: str) -> dict:
+    return {
+        "sha256": "",
+        **row,
+        "status": "quarantined",
+        "reason": reason,
+        "format": "",
+        "mode": "",
+        "width": 0,
+        "height": 0,
+        "normalised": "",
+    }
 
 
 def _normalise(image: Image.Image) -> tuple[Image.Image, list[str]]:

@@ -8,16 +8,21 @@ not shown pristine pixels it never saw. The label uses the threshold tuned on va
 from __future__ import annotations
 
 import io
+import os
+from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
 
 import mlflow
 import numpy as np
 from mlflow import MlflowClient
 from PIL import Image
+from pydantic import Field
 
 from components.cli_support import component_main
-from components.config import Strict
-from components.images import UnusableImage, prepare_example
+from components.config import DataConfig, Strict
+from components.guard import guarded
+from components.images import list_entries, prepare_example, printable
 from components.model import ImageNetPreprocess  # noqa: F401  registers the layer for load_model
 
 MAX_PIXELS = 89_478_485
@@ -27,6 +32,9 @@ class PredictConfig(Strict):
     images: str
     model_uri: str = "models:/ai-image-detector@champion"
     batch_size: int = 64
+    workers: int = 0  # 0 means one per core
+    decode_timeout_seconds: float = Field(DataConfig().decode_timeout_seconds, gt=0)
+    decode_memory_mb: int = Field(DataConfig().decode_memory_mb, ge=64)
 
 
 class Prediction(Strict):
@@ -51,35 +59,44 @@ def run(cfg: PredictConfig) -> PredictResult:
     model = mlflow.keras.load_model(cfg.model_uri)
     positive, generated = manifest["positive_class"], manifest["generated_class"]
     negative = next(name for name in manifest["class_names"] if name != positive)
-    paths = _image_paths(Path(cfg.images))
     predictions, skipped = [], {}
-    for start in range(0, len(paths), cfg.batch_size):  # batch by batch: memory stays flat
-        pixels, kept = [], []
-        for path in paths[start : start + cfg.batch_size]:
-            try:
-                pixels.append(_as_trained(path, manifest))
-                kept.append(path)
-            except UnusableImage as error:
-                skipped[str(path)] = str(error)
+    for paths, pixels, failures in prepared_batches(_image_paths(Path(cfg.images)), manifest, cfg):
+        skipped.update(failures)
         scores = model.predict_on_batch(np.stack(pixels)).ravel() if pixels else []
-        for path, score in zip(kept, scores):
+        for path, score in zip(paths, scores):
             p_generated = float(score) if positive == generated else 1.0 - float(score)
-            predictions.append(Prediction(path=str(path), p_ai_generated=p_generated, label=positive if score >= threshold else negative))
+            predictions.append(Prediction(path=path, p_ai_generated=p_generated, label=positive if score >= threshold else negative))
     return PredictResult(model_uri=cfg.model_uri, positive_class=positive, threshold=threshold, predictions=predictions, skipped=skipped)
 
 
-def _image_paths(target: Path) -> list[Path]:
-    if target.is_file():
-        return [target]
-    if not target.is_dir():
-        raise FileNotFoundError(f"No such image or folder. Received: images={str(target)!r}")
-    return sorted(path for path in target.rglob("*") if path.is_file() and not path.name.startswith("."))
-
-
-def _as_trained(path: Path, manifest: dict) -> np.ndarray:
+def prepared_batches(paths: list[Path], manifest: dict, cfg: PredictConfig) -> Iterator[tuple[list[str], list[np.ndarray], dict[str, str]]]:
+    """(paths, pixels, failures) batch by batch, so memory stays flat. Each image is decoded in a
+    guarded worker: a file that fails, hangs or kills its worker becomes its own skipped entry,
+    and the rest of its batch is still scored."""
     encoding = manifest["encoding"]
-    job = (str(path), manifest["image_size"], encoding["codec"], encoding["jpeg_quality"] or 95, MAX_PIXELS, None, 0)
-    return np.asarray(Image.open(io.BytesIO(prepare_example(job))).convert("RGB"), dtype=np.float32)
+    jobs = [(str(path), manifest["image_size"], encoding["codec"], encoding["jpeg_quality"] or 95, MAX_PIXELS, None, 0) for path in paths]
+    workers = min(cfg.workers or os.cpu_count() or 1, max(1, len(jobs)))
+    with guarded(workers, cfg.decode_timeout_seconds, cfg.decode_memory_mb) as guard:
+        outcomes = zip(paths, guard.map(prepare_example, jobs))
+        while batch := list(islice(outcomes, cfg.batch_size)):
+            kept, pixels, failures = [], [], {}
+            for path, outcome in batch:
+                if outcome.error is not None:
+                    failures[printable(str(path))] = outcome.error
+                else:
+                    kept.append(printable(str(path)))
+                    pixels.append(np.asarray(Image.open(io.BytesIO(outcome.value)).convert("RGB"), dtype=np.float32))
+            yield kept, pixels, failures
+
+
+def _image_paths(target: Path) -> list[Path]:
+    """A link given by name is the user's choice; links inside a folder are listed and refused
+    when read, never followed."""
+    if target.is_file():
+        return [Path(os.path.realpath(target)) if target.is_symlink() else target]
+    if not target.is_dir():
+        raise FileNotFoundError(f"No such image or folder. Received: images={printable(str(target))!r}")
+    return [path for path in list_entries(target) if not path.name.startswith(".")]
 
 
 def main(argv: list[str] | None = None) -> None:

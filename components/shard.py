@@ -14,19 +14,18 @@ import math
 import os
 import random
 import shutil
-from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
-from multiprocessing import get_context
 from pathlib import Path
 
-import pandas as pd
 import tensorflow as tf
 from sklearn.model_selection import train_test_split
 
 from components.cli_support import component_main
 from components.config import AugmentConfig, DataConfig, Strict, fingerprint
-from components.images import prepare_example
+from components.guard import Guard, guarded
+from components.images import prepare_example, printable
 from components.records import MANIFEST_NAME, serialize, shard_name
+from components.validate import read_report
 
 MANIFEST_VERSION = 1
 
@@ -60,8 +59,8 @@ def run(cfg: ShardConfig) -> ShardResult:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     workers = cfg.workers or os.cpu_count() or 1
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        split_entries = {split: _write_split(split, examples, cfg, staging, pool) for split, examples in splits.items()}
+    with guarded(workers, cfg.data.decode_timeout_seconds, cfg.data.decode_memory_mb) as guard:
+        split_entries = {split: _write_split(split, examples, cfg, staging, guard) for split, examples in splits.items()}
     manifest = _manifest(cfg, key, split_entries)
     (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2))
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -90,7 +89,7 @@ def split_examples(cfg: ShardConfig) -> dict[str, list[tuple[str, int]]]:
     """(absolute path, label) per split. Sorting by content hash first makes the split depend on
     the images and the seed only, not on file names or listing order."""
     data = cfg.data
-    report = pd.read_csv(cfg.report_path, keep_default_na=False)
+    report = read_report(cfg.report_path)
     usable = report[report.status == "ok"].sort_values(["sha256", "path"])
     root = Path(data.root)
     pairs = [(str(root / row.path), data.labels[row.class_name]) for row in usable.itertuples()]
@@ -103,7 +102,7 @@ def split_examples(cfg: ShardConfig) -> dict[str, list[tuple[str, int]]]:
     return {"train": train, "val": sorted(val), "test": test}
 
 
-def _write_split(split: str, examples: list[tuple[str, int]], cfg: ShardConfig, folder: Path, pool: ProcessPoolExecutor) -> dict:
+def _write_split(split: str, examples: list[tuple[str, int]], cfg: ShardConfig, folder: Path, guard: Guard) -> dict:
     data = cfg.data
     copies = data.premade_copies if split == "train" and data.premade_copies else 0
     policy = cfg.augment.model_dump() if copies else None
@@ -116,15 +115,23 @@ def _write_split(split: str, examples: list[tuple[str, int]], cfg: ShardConfig, 
     ]
     count = max(1, math.ceil(len(records) / data.images_per_shard))
     names = [shard_name(split, index, count) for index in range(count)]
-    encoded = pool.map(prepare_example, jobs, chunksize=32)
+    # A file that fails now (changed since validation, over a budget) is skipped and named in the
+    # manifest; one file never stops the run.
+    outcomes = guard.map(prepare_example, jobs)
     root = str(Path(data.root))
+    written, skipped = [], {}
     for index, name in enumerate(names):
         chunk = records[index * data.images_per_shard : (index + 1) * data.images_per_shard]
         with tf.io.TFRecordWriter(str(folder / name)) as writer:
             for path, label, _ in chunk:
-                writer.write(serialize(next(encoded), label, os.path.relpath(path, root)))
-    per_class = {name: sum(1 for _, label, _ in records if label == index) for name, index in data.labels.items()}
-    return {"files": names, "count": len(records), "per_class": per_class}
+                outcome, source = next(outcomes), printable(os.path.relpath(path, root))
+                if outcome.error is not None:
+                    skipped[source] = outcome.error
+                    continue
+                writer.write(serialize(outcome.value, label, source))
+                written.append(label)
+    per_class = {name: written.count(index) for name, index in data.labels.items()}
+    return {"files": names, "count": len(written), "per_class": per_class, "skipped": skipped}
 
 
 def _manifest(cfg: ShardConfig, key: str, splits: dict[str, dict]) -> dict:

@@ -4,23 +4,27 @@ Every file is fully decoded (a header check misses truncation). What cannot be u
 with its reason, into a quarantine folder; the source is never modified or deleted. Exact
 duplicates and images present in both train and test (leakage) are flagged and kept out of
 training. The report has one row per file, and the fingerprint names the usable content.
+
+No single file can stop the run: whatever reading or decoding one file raises, and a worker that
+dies or runs over the per-file time or memory budget, becomes that file's quarantine reason.
+Symbolic links are refused, never followed. Each finished file is appended to a progress file,
+so a rerun after a crash continues where it stopped, and the report is replaced atomically.
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
 import os
-import shutil
 from collections import defaultdict
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 import pandas as pd
+import PIL
 
 from components.cli_support import component_main
 from components.config import DataConfig, Strict, fingerprint
-from components.images import UnusableImage, load_rgb
+from components.guard import guarded
+from components.images import CONVERTIBLE_MODES, UnusableImage, copy_regular_file, file_row, inspect_file, list_entries, quarantined_row
 
 REPORT_COLUMNS = [
     "split",
@@ -36,7 +40,12 @@ REPORT_COLUMNS = [
     "normalised",
     "sha256",
     "mtime_ns",
+    "checked_with",
 ]
+PROGRESS_NAME = "progress.jsonl"
+# Bump when a rule that decides a file's status changes, so cached verdicts are checked again.
+VERDICT_VERSION = 2
+RETRIED_REASONS = ("worker died", "timed out")
 
 
 class DatasetError(ValueError):
@@ -55,24 +64,31 @@ class ValidateResult(Strict):
     dataset_fingerprint: str
     usable: dict[str, dict[str, int]]
     statuses: dict[str, int]
+    inspected: int = 0  # files decoded by this run; the rest came from an earlier run's report or progress
 
 
 def run(cfg: ValidateConfig) -> ValidateResult:
     root = Path(cfg.data.root)
     out_dir = Path(cfg.work_dir) / "validated" / f"{root.name}-{fingerprint(str(root.resolve()))}"
-    report_path = out_dir / "report.csv"
-    previous = _previous_rows(report_path)
+    report_path, progress_path = out_dir / "report.csv", out_dir / PROGRESS_NAME
     files = list(_walk(root, cfg.data))
-    fresh = [(split, name, path) for split, name, path in files if _cache_key(root, path) not in previous]
-    rows = {(row["split"], row["class_name"], row["path"]): row for row in previous.values()}
-    rows = {key: rows[key] for key in rows if (root / key[2]).is_file()}
-    for row in _inspect_all(root, fresh, cfg.data.max_image_pixels, cfg.workers or os.cpu_count() or 1):
-        rows[(row["split"], row["class_name"], row["path"])] = row
-    report = pd.DataFrame(_flag_duplicates_and_leaks(list(rows.values()), cfg.data.test_dir), columns=REPORT_COLUMNS)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checked_with = verdict_settings(cfg.data)
+    # Rows of the last report, then of a run that died before writing its report.
+    previous = {**_previous_rows(report_path, checked_with), **_progress_rows(progress_path, checked_with)}
+    rows, fresh = [], []
+    for split, name, path in files:
+        row = previous.get((split, name, *_file_key(root, path)))
+        if row:
+            rows.append(row)
+        else:
+            fresh.append((split, name, path))
+    rows += _inspect_all(root, fresh, cfg, progress_path, checked_with)
+    report = pd.DataFrame(_flag_duplicates_and_leaks(rows, cfg.data.test_dir), columns=REPORT_COLUMNS, dtype=object)
     quarantine_dir = out_dir / "quarantine"
     _quarantine(root, report[report.status == "quarantined"], quarantine_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    report.to_csv(report_path, index=False)
+    _write_atomically(report, report_path)
+    progress_path.unlink(missing_ok=True)
     usable = _usable_counts(report, cfg.data)
     ok = report[report.status == "ok"].sort_values(["split", "class_name", "sha256"])
     return ValidateResult(
@@ -81,7 +97,21 @@ def run(cfg: ValidateConfig) -> ValidateResult:
         dataset_fingerprint=fingerprint(ok[["split", "class_name", "sha256"]].values.tolist()),
         usable=usable,
         statuses={str(key): int(value) for key, value in report.status.value_counts().items()},
+        inspected=len(fresh),
     )
+
+
+def read_report(path: str | Path) -> pd.DataFrame:
+    """A name that is not UTF-8 is written as its raw bytes, so the row names the file exactly."""
+    # object, not pandas' Arrow strings, which cannot hold such a name.
+    return pd.read_csv(path, keep_default_na=False, encoding_errors="surrogateescape", dtype={"path": object, "reason": object})
+
+
+def verdict_settings(data: DataConfig) -> str:
+    """Everything that can change one file's verdict; a cached row checked with other settings is
+    checked again. Pillow's version is in it because a new decoder can accept or refuse a file."""
+    budgets = [data.max_image_pixels, data.decode_timeout_seconds, data.decode_memory_mb]
+    return fingerprint(VERDICT_VERSION, PIL.__version__, sorted(CONVERTIBLE_MODES), budgets)
 
 
 def _walk(root: Path, data: DataConfig):
@@ -94,65 +124,87 @@ def _walk(root: Path, data: DataConfig):
                 raise DatasetError(
                     f"Missing class folder {folder}: expected <root>/{{{data.train_dir},{data.test_dir}}}/{{{','.join(data.class_names)}}}"
                 )
-            for path in sorted(folder.rglob("*")):
-                if path.is_file():
-                    yield split, name, path
+            for link in (root / split, folder):
+                if link.is_symlink():
+                    raise DatasetError(f"{link} is a symbolic link; refused, so that nothing outside data.root={str(root)!r} is read")
+            for path in list_entries(folder):
+                yield split, name, path
 
 
-def _cache_key(root: Path, path: Path) -> tuple[str, int, int]:
-    stat = path.stat()
-    return str(path.relative_to(root)), stat.st_size, stat.st_mtime_ns
+def _file_key(root: Path, path: Path) -> tuple[str, int, int]:
+    """lstat, not stat: a link is judged as the link, and a file gone since listing misses the cache."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return str(path.relative_to(root)), -1, -1
+    return str(path.relative_to(root)), info.st_size, info.st_mtime_ns
 
 
-def _previous_rows(report_path: Path) -> dict[tuple[str, int, int], dict]:
-    """Rows of the last report, keyed so that an unchanged file is not decoded again."""
-    if not report_path.is_file():
+def _row_key(row: dict) -> tuple[str, str, str, int, int]:
+    return row["split"], row["class_name"], row["path"], int(row["bytes"]), int(row["mtime_ns"])
+
+
+def _reusable(row: dict, checked_with: str) -> bool:
+    # A death or a missed deadline may be the machine's (the OOM killer, a loaded host): try again.
+    return row.get("checked_with") == checked_with and not str(row["reason"]).startswith(RETRIED_REASONS)
+
+
+def _previous_rows(report_path: Path, checked_with: str) -> dict[tuple, dict]:
+    """Rows of the last report that still hold. A report that cannot be read is only a cache."""
+    try:
+        previous = read_report(report_path)[REPORT_COLUMNS].to_dict("records")
+        return {_row_key(row): row for row in previous if _reusable(row, checked_with)}
+    except (OSError, ValueError, KeyError, pd.errors.ParserError, pd.errors.EmptyDataError):
         return {}
-    previous = pd.read_csv(report_path, keep_default_na=False)
-    return {(row["path"], int(row["bytes"]), int(row["mtime_ns"])): row for row in previous.to_dict("records")}
 
 
-def _inspect_all(root: Path, files: list[tuple[str, str, Path]], max_pixels: int, workers: int) -> list[dict]:
+def _progress_rows(progress_path: Path, checked_with: str) -> dict[tuple, dict]:
+    """Rows a killed run had finished; a line cut short by the kill is skipped."""
+    rows = {}
+    try:
+        lines = progress_path.read_text().splitlines()
+    except OSError:
+        return {}
+    for line in lines:
+        try:
+            row = json.loads(line)
+            if _reusable(row, checked_with):
+                rows[_row_key(row)] = row
+        except (ValueError, KeyError, TypeError):
+            continue
+    return rows
+
+
+def _inspect_all(root: Path, files: list[tuple[str, str, Path]], cfg: ValidateConfig, progress_path: Path, checked_with: str) -> list[dict]:
     if not files:
         return []
-    jobs = [(split, name, str(path), str(path.relative_to(root)), max_pixels) for split, name, path in files]
-    if workers == 1 or len(jobs) < 64:
-        return [_inspect(job) for job in jobs]
-    # spawn, not fork: the caller may already hold TensorFlow's threads, which fork would corrupt.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        return list(pool.map(_inspect, jobs, chunksize=64))
+    data = cfg.data
+    jobs = [(split, name, str(path), str(path.relative_to(root)), data.max_image_pixels) for split, name, path in files]
+    workers = min(cfg.workers or os.cpu_count() or 1, len(jobs))
+    rows = []
+    with guarded(workers, data.decode_timeout_seconds, data.decode_memory_mb) as guard, open(progress_path, "a+") as progress:
+        _end_cut_line(progress)
+        for job, outcome in zip(jobs, guard.map(inspect_file, jobs)):
+            row = outcome.value if outcome.error is None else _failed_row(job, outcome.error)
+            row["checked_with"] = checked_with
+            # One line per file as it finishes: a rerun after a crash starts where this one stopped.
+            progress.write(json.dumps(row) + "\n")
+            progress.flush()
+            rows.append(row)
+    return rows
 
 
-def _inspect(job: tuple[str, str, str, str, int]) -> dict:
-    split, name, path, relative, max_pixels = job
-    stat = os.stat(path)
-    row = {"split": split, "class_name": name, "path": relative, "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    try:
-        _, facts = load_rgb(Path(path), max_pixels)
-    except UnusableImage as error:
-        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-        return {
-            **row,
-            "status": "quarantined",
-            "reason": str(error),
-            "sha256": digest,
-            "format": "",
-            "mode": "",
-            "width": 0,
-            "height": 0,
-            "normalised": "",
-        }
-    return {
-        **row,
-        "status": "ok",
-        "reason": "",
-        "sha256": facts.sha256,
-        "format": facts.format,
-        "mode": facts.mode,
-        "width": facts.width,
-        "height": facts.height,
-        "normalised": facts.normalised,
-    }
+def _end_cut_line(progress) -> None:
+    """A kill can cut the last line short; end it, so that it alone is lost, not the next row too."""
+    if progress.tell() > 0:
+        progress.seek(progress.tell() - 1)
+        if progress.read(1) != "\n":
+            progress.write("\n")
+
+
+def _failed_row(job: tuple[str, str, str, str, int], reason: str) -> dict:
+    split, name, path, relative, _ = job
+    return quarantined_row(file_row(split, name, path, relative), reason)
 
 
 def _flag_duplicates_and_leaks(rows: list[dict], test_dir: str) -> list[dict]:
@@ -184,8 +236,23 @@ def _quarantine(root: Path, rows: pd.DataFrame, quarantine_dir: Path) -> None:
     for row in rows.itertuples():
         target = quarantine_dir / row.path
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(root / row.path, target)
-        target.with_name(target.name + ".reason.txt").write_text(f"{row.reason}\n")
+        reason = row.reason
+        try:
+            copy_regular_file(root / row.path, target)
+        except (OSError, UnusableImage) as error:
+            reason += f"\n(the file itself was not copied: {error})"
+        # Reasons may quote bytes from the file or its name; they must never stop the run.
+        target.with_name(target.name + ".reason.txt").write_text(f"{reason}\n", errors="backslashreplace")
+
+
+def _write_atomically(report: pd.DataFrame, report_path: Path) -> None:
+    """Written beside, flushed to disk, then renamed: a crash leaves the old report or the new one."""
+    staging = report_path.with_name(f".{report_path.name}.{os.getpid()}.tmp")
+    with open(staging, "w", encoding="utf-8", errors="surrogateescape", newline="") as handle:
+        report.to_csv(handle, index=False)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(staging, report_path)
 
 
 def _usable_counts(report: pd.DataFrame, data: DataConfig) -> dict[str, dict[str, int]]:

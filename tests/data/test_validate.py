@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +13,8 @@ import pytest
 from PIL import Image
 
 from components.config import DataConfig
-from components.validate import DatasetError, ValidateConfig, run
+from components.images import inspect_file
+from components.validate import DatasetError, ValidateConfig, read_report, run
 
 
 def _image(size: int = 32, seed: int = 0) -> Image.Image:
@@ -29,7 +33,7 @@ def _dataset(root: Path, per_class: int = 3) -> Path:
 
 def _validate(root: Path, tmp_path: Path, **data) -> tuple:
     result = run(ValidateConfig(data=DataConfig(root=str(root), **data), work_dir=str(tmp_path / "work"), workers=1))
-    report = pd.read_csv(result.report_path, keep_default_na=False).set_index("path")
+    report = read_report(result.report_path).set_index("path")
     return result, report
 
 
@@ -156,3 +160,133 @@ def test_parallel_workers_give_the_same_report(tmp_dataset_copy: Path, tmp_path:
 @pytest.fixture
 def tmp_dataset_copy(tiny_dataset: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(tiny_dataset, tmp_path / "copy"))
+
+
+def _dds_with_unknown_pixel_format() -> bytes:
+    """A DDS header whose pixel format flags (8) make Pillow raise NotImplementedError."""
+    header = struct.pack("<3I", 0x1007, 4, 4) + bytes(56) + struct.pack("<4I", 32, 8, 0, 0)
+    return b"DDS " + struct.pack("<I", 124) + header + bytes(120 - len(header)) + bytes(64)
+
+
+def _png_with_broken_exif() -> bytes:
+    """A valid 1x1 PNG whose eXIf block is not TIFF: getexif raises SyntaxError."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buffer, format="PNG", exif=b"not a tiff block")
+    return buffer.getvalue()
+
+
+def _rgba_png_header_only(width: int, height: int) -> bytes:
+    """A large all-zero RGBA PNG written row by row, never held as pixels here."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    compressor, row, parts = zlib.compressobj(9), bytes(1 + 4 * width), []
+    parts = [compressor.compress(row) for _ in range(height)] + [compressor.flush()]
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
+
+
+def test_any_decoder_or_exif_exception_becomes_the_files_reason(tmp_path: Path):
+    root = _dataset(tmp_path / "data")
+    folder = root / "train" / "FAKE"
+    (folder / "texture.dds").write_bytes(_dds_with_unknown_pixel_format())
+    (folder / "exif.png").write_bytes(_png_with_broken_exif())
+    result, report = _validate(root, tmp_path)
+    assert report.loc["train/FAKE/texture.dds", "status"] == "quarantined"
+    assert "NotImplementedError: Unknown pixel format flags 8" in report.loc["train/FAKE/texture.dds", "reason"]
+    assert report.loc["train/FAKE/exif.png", "status"] == "quarantined"
+    assert "SyntaxError: not a TIFF file" in report.loc["train/FAKE/exif.png", "reason"]
+    assert result.usable["train"]["FAKE"] == 3
+
+
+def test_special_files_and_vanished_files_are_quarantined_not_fatal(tmp_path: Path):
+    root = _dataset(tmp_path / "data")
+    folder = root / "train" / "REAL"
+    os.mkfifo(folder / "pipe.png")  # opening it for reading would block forever
+    (folder / "dangling.png").symlink_to(tmp_path / "gone.png")
+    _, report = _validate(root, tmp_path)
+    assert report.loc["train/REAL/pipe.png", "reason"] == "not a regular file (a FIFO)"
+    assert report.loc["train/REAL/dangling.png", "reason"].startswith("symbolic link")
+    # A file listed, then removed before it is read, names the error instead of stopping the run.
+    (folder / "removed.png").write_bytes(b"soon gone")
+    os.remove(folder / "removed.png")
+    row = inspect_file(("train", "REAL", str(folder / "removed.png"), "train/REAL/removed.png", 1000))
+    assert row["status"] == "quarantined" and row["reason"] == "unreadable: FileNotFoundError: No such file or directory"
+
+
+def test_symlinks_are_refused_and_nothing_outside_the_root_is_read(tmp_path: Path):
+    root = _dataset(tmp_path / "data")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secrets.env").write_bytes(b"AWS_SECRET_ACCESS_KEY=hunter2\n")
+    _image(seed=77).save(outside / "photo.png")
+    folder = root / "train" / "REAL"
+    (folder / "secret.png").symlink_to(outside / "secrets.env")
+    (folder / "photo.png").symlink_to(outside / "photo.png")
+    (folder / "more").symlink_to(outside, target_is_directory=True)
+    result, report = _validate(root, tmp_path)
+    for name in ("secret.png", "photo.png", "more"):
+        assert report.loc[f"train/REAL/{name}", "status"] == "quarantined"
+        assert report.loc[f"train/REAL/{name}", "reason"].startswith("symbolic link: refused")
+    assert not any(path.startswith("train/REAL/more/") for path in report.index), "a linked folder is never walked"
+    copied = [path for path in Path(result.quarantine_dir).rglob("*") if path.is_file()]
+    assert all(b"hunter2" not in path.read_bytes() for path in copied)
+    assert not (Path(result.quarantine_dir) / "train" / "REAL" / "secret.png").exists()
+    assert result.usable["train"]["REAL"] == 3
+
+
+def test_a_linked_class_folder_stops_before_reading_anything(tmp_path: Path):
+    root = _dataset(tmp_path / "data")
+    shutil.move(root / "test" / "FAKE", tmp_path / "elsewhere")
+    (root / "test" / "FAKE").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    with pytest.raises(DatasetError, match=r"test/FAKE is a symbolic link; refused"):
+        _validate(root, tmp_path)
+
+
+def test_names_that_are_not_utf8_are_recorded_byte_for_byte(tmp_path: Path):
+    root = _dataset(tmp_path / "data")
+    folder = os.fsencode(root / "train" / "REAL")
+    _image(seed=55).save(os.fsdecode(folder + b"/caf\xe9.png"))
+    with open(os.fsdecode(folder + b"/bad\xff.png"), "wb") as handle:
+        handle.write(b"not an image")
+    result, report = _validate(root, tmp_path)
+    names = {os.fsencode(path): row.status for path, row in report.iterrows()}
+    assert names[b"train/REAL/caf\xe9.png"] == "ok" and names[b"train/REAL/bad\xff.png"] == "quarantined"
+    assert b"train/REAL/caf\xe9.png" in Path(result.report_path).read_bytes()
+    assert os.path.exists(os.fsdecode(os.fsencode(result.quarantine_dir) + b"/train/REAL/bad\xff.png.reason.txt"))
+
+
+def test_a_file_over_the_memory_budget_is_quarantined_and_the_rest_validated(tmp_path: Path):
+    root = _dataset(tmp_path / "data")
+    # The review's file: 9000x9000 RGBA, a few hundred kB, 1.6 GB to decode and normalise.
+    (root / "train" / "REAL" / "huge.png").write_bytes(_rgba_png_header_only(9000, 9000))
+    result, report = _validate(root, tmp_path)
+    assert report.loc["train/REAL/huge.png", "status"] == "quarantined"
+    assert "out of memory" in report.loc["train/REAL/huge.png", "reason"]
+    assert "decode_memory_mb" in report.loc["train/REAL/huge.png", "reason"]
+    assert result.statuses == {"ok": 12, "quarantined": 1}
+
+
+def test_tightening_a_verdict_setting_rechecks_cached_rows(tmp_path: Path):
+    root = _dataset(tmp_path / "data")
+    Image.new("RGB", (100, 100)).save(root / "train" / "REAL" / "large.png")
+    first, report = _validate(root, tmp_path)
+    assert report.loc["train/REAL/large.png", "status"] == "ok"
+    tightened, report = _validate(root, tmp_path, max_image_pixels=5_000)
+    assert report.loc["train/REAL/large.png", "reason"].startswith("decompression bomb")
+    assert tightened.inspected == 13, "every row was checked under the new cap"
+    again, _ = _validate(root, tmp_path, max_image_pixels=5_000)
+    assert again.inspected == 0
+
+
+def test_a_truncated_or_garbled_report_is_only_a_lost_cache(tmp_path: Path):
+    root = _dataset(tmp_path / "data")
+    first, _ = _validate(root, tmp_path)
+    report_path = Path(first.report_path)
+    complete = report_path.read_bytes()
+    for damaged in (complete[: len(complete) // 2], complete[:40], b"\x00\xff garbage", b""):
+        report_path.write_bytes(damaged)
+        again, report = _validate(root, tmp_path)
+        assert len(report) == 12 and again.dataset_fingerprint == first.dataset_fingerprint
+    assert not list(report_path.parent.glob(".report.csv.*")), "no staging file is left behind"
