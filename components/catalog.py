@@ -1,8 +1,9 @@
 """Hand operations on the registry: list versions, promote one, roll @champion back.
 
-A hand promotion passes the same gate as an automatic one; `force` skips the gate and records
-the reason on the version. Rollback walks the champion history that every promotion appends
-to. Nothing here deletes a version, and a refused operation leaves @champion as it was.
+A hand promotion passes the same gate as an automatic one, under the same promotion lock;
+`force` skips the gate and records the reason on the version. Rollback gives @champion to
+@previous and marks the version it leaves as rolled back, which the gate then never promotes
+again. Nothing here deletes a version, and a refused operation leaves every alias as it was.
 """
 
 from __future__ import annotations
@@ -13,7 +14,18 @@ from datetime import UTC, datetime
 
 from mlflow import MlflowClient
 
-from components.registry import CHAMPION, HISTORY_TAG, METRIC_TAG_PREFIX, champion_history, champion_version, set_champion, should_promote
+from components.promotion_lock import promotion_lock
+from components.registry import (
+    DECISION_TAG,
+    HISTORY_TAG,
+    ROLLED_BACK_TAG,
+    champion_history,
+    champion_version,
+    gate,
+    move_aliases,
+    should_promote,
+    version_metrics,
+)
 
 
 class PromotionRefused(RuntimeError):
@@ -21,7 +33,7 @@ class PromotionRefused(RuntimeError):
 
 
 def list_versions(name: str) -> list[dict[str, str]]:
-    """One row per version, newest first, with its aliases and headline figures."""
+    """One row per version, newest first, with its aliases, headline figures and decision."""
     client = MlflowClient()
     # search_model_versions leaves aliases empty; the registered model knows them.
     aliases: dict[str, list[str]] = {}
@@ -29,15 +41,16 @@ def list_versions(name: str) -> list[dict[str, str]]:
         aliases.setdefault(str(number), []).append(alias)
     rows = []
     for version in sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version), reverse=True):
-        tags = version.tags
+        tags, metrics = version.tags, version_metrics(version)
         rows.append(
             {
                 "version": str(version.version),
                 "aliases": ",".join(sorted(aliases.get(str(version.version), []))),
                 "variant": tags.get("variant", ""),
-                "test_auc": tags.get(METRIC_TAG_PREFIX + "test_auc", ""),
-                "test_f1": tags.get(METRIC_TAG_PREFIX + "test_f1", ""),
+                "test_auc": f"{metrics['test_auc']:.4f}" if "test_auc" in metrics else "",
+                "test_f1": f"{metrics['test_f1']:.4f}" if "test_f1" in metrics else "",
                 "threshold": tags.get("threshold", ""),
+                "decision": "rolled back" if ROLLED_BACK_TAG in tags else tags.get(DECISION_TAG, ""),
                 "dataset": tags.get("dataset_fingerprint", ""),
                 "run_id": version.run_id or "",
                 "created": datetime.fromtimestamp(version.creation_timestamp / 1000, UTC).strftime("%Y-%m-%d %H:%M"),
@@ -51,26 +64,33 @@ def promote(name: str, version: str, metric: str = "test_auc", force: bool = Fal
     if force and not (reason and reason.strip()):
         raise ValueError("A forced promotion needs a reason; it is recorded on the version. Received: reason=None")
     client = MlflowClient()
-    candidate = client.get_model_version(name, version)
-    passed, decision = should_promote(candidate, champion_version(client, name), metric)
-    if not passed and not force:
-        raise PromotionRefused(f"v{version} not promoted: {decision}. Use force with a reason to override.")
-    if force and not passed:
-        client.set_model_version_tag(name, version, "forced_promotion", f"{reason} (by {getpass.getuser()}; gate said: {decision})")
-        decision = f"forced: {reason}"
-    set_champion(client, name, str(version))
+    client.get_model_version(name, version)  # an unknown version fails before the lock
+    with promotion_lock(client, name) as lock:
+        if not force:
+            # A refusal by hand leaves the version's record alone: ask the pure gate first.
+            passed, decision = should_promote(client.get_model_version(name, version), champion_version(client, name), metric)
+            if not passed:
+                raise PromotionRefused(f"v{version} not promoted: {decision}. Use force with a reason to override.")
+        forced = f"{reason} (by {getpass.getuser()})" if force else None
+        if forced:
+            lock.verify()
+            client.set_model_version_tag(name, version, "forced_promotion", forced)
+        _, decision = gate(client, name, str(version), metric, lock.verify, forced=forced)
     return decision
 
 
 def rollback(name: str) -> str:
-    """Give @champion back to the version that held it before the current one."""
+    """Give @champion back to @previous; the version it leaves is marked rolled back."""
     client = MlflowClient()
-    history = champion_history(client, name)
-    current = champion_version(client, name)
-    if current is None or len(history) < 2:
-        raise PromotionRefused(f"No earlier champion of {name!r} to roll back to. Champion history: {history}")
-    previous = history[-2]
-    client.set_registered_model_alias(name, CHAMPION, previous)
-    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history[:-1]))
-    client.set_model_version_tag(name, str(current.version), "rolled_back_at", datetime.now(UTC).isoformat(timespec="seconds"))
-    return previous
+    with promotion_lock(client, name) as lock:
+        history = champion_history(client, name)
+        if len(history) < 2 or client.get_registered_model(name).aliases.get("champion") is None:
+            raise PromotionRefused(f"No earlier champion of {name!r} to roll back to. Champion history: {history}")
+        leaving, remaining = history[-1], history[:-1]
+        lock.verify()
+        when = datetime.now(UTC).isoformat(timespec="seconds")
+        client.set_model_version_tag(name, leaving, ROLLED_BACK_TAG, f"{when} by {getpass.getuser()}")
+        client.set_model_version_tag(name, leaving, DECISION_TAG, "rolled back")
+        client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(remaining))
+        move_aliases(client, name, remaining, lock.verify)
+    return remaining[-1]

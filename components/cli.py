@@ -23,7 +23,7 @@ STAGES = {
     "shard": ("components.shard", "Split and write TFRecord shards plus manifest.json."),
     "train": ("components.train", "Train one variant from shards; resumable; logs to MLflow."),
     "evaluate": ("components.evaluate", "Test metrics at 0.5 and at the threshold tuned on validation."),
-    "register": ("components.registry", "Register a model version; set @challenger, gate @champion."),
+    "register": ("components.registry", "Register a model version; @champion if it wins the gate, else @challenger."),
     "kfp": ("kfp_pipeline.cli", "Kubeflow Pipelines: compile, submit, or run locally (kfp runs in its own .venv-kfp)."),
 }
 
@@ -54,16 +54,20 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("images", help="An image file or a folder (searched recursively).")
     predict.add_argument("--model-uri", default=None, help="Default: models:/<registered model>@champion.")
     predict.set_defaults(handler=_run_predict)
-    models = commands.add_parser("models", help="Registry: list versions, promote one to @champion, roll back.")
+    models = commands.add_parser(
+        "models", help="Registry: list versions, promote one to @champion, roll back to @previous (aliases: README, 'Registry')."
+    )
     models.add_argument("--name", default=None, help="Registered model (default: $DETECTOR_REGISTERED_MODEL or ai-image-detector).")
     actions = models.add_subparsers(dest="action", required=True, metavar="ACTION")
-    actions.add_parser("list", help="Versions, newest first, with aliases and test figures.")
-    promote = actions.add_parser("promote", help="Move @champion to VERSION if it passes the gate (or --force with --reason).")
+    actions.add_parser("list", help="Versions, newest first, with aliases, test figures and the promotion decision.")
+    promote = actions.add_parser(
+        "promote", help="Move @champion to VERSION if it passes the gate (a rolled-back version never does; --force with --reason can)."
+    )
     promote.add_argument("version")
     promote.add_argument("--metric", default="test_auc", help="Gate metric (default: %(default)s).")
     promote.add_argument("--force", action="store_true", help="Skip the gate; needs --reason, which is recorded on the version.")
     promote.add_argument("--reason")
-    actions.add_parser("rollback", help="Give @champion back to the previous champion.")
+    actions.add_parser("rollback", help="Give @champion back to @previous; the version it leaves is marked rolled back.")
     models.set_defaults(handler=_run_models)
     demo = commands.add_parser(
         "demo",

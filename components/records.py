@@ -38,7 +38,8 @@ def serialize(encoded_image: bytes, label: int, source: str) -> bytes:
         LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
         SOURCE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[source.encode()])),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    # deterministic: proto map order otherwise varies between processes, and so would the shards' bytes.
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:

@@ -1,8 +1,14 @@
-"""Register a trained model and promote it by alias: @challenger always, @champion only if it wins.
+"""Register a trained model and gate it by alias: @champion serves, @challenger is the newest
+version that has not won, @previous is the champion before the current one (rollback's target).
 
 The gate compares the primary metric on the same dataset fingerprint: a champion measured on
-other data can't be beaten or lost to by a number from this data. @champion moves in one
-alias call at the very end, so any failure before it leaves the champion where it was.
+other data can't be beaten or lost to by a number from this data. A version that was rolled back
+never passes the gate again; only a forced promotion brings it back.
+
+Promotion is compare-and-set: the gate reads @champion and the aliases move under one lock
+(components/promotion_lock.py), so two registrations at once can't both beat the old champion.
+Each step writes the record before the state it describes (decision → champion history → aliases),
+and every step is idempotent, so a retry after a failure anywhere repairs what was half done.
 Versions are never deleted.
 """
 
@@ -18,10 +24,20 @@ from mlflow.exceptions import MlflowException
 
 from components.cli_support import component_main
 from components.config import Strict
+from components.promotion_lock import promotion_lock
 
-CHAMPION, CHALLENGER = "champion", "challenger"
-METRIC_TAG_PREFIX = "metric."
-HISTORY_TAG = "champion_history"  # JSON list of versions, oldest first
+CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
+HISTORY_TAG = "champion_history"  # JSON list of versions, oldest first; its last entry holds @champion
+METRICS_TAG = "metrics"  # JSON {name: value}: every test metric in one tag
+DECISION_TAG = "decision"  # promoted | not promoted | forced | rolled back; the reason is in the description
+ROLLED_BACK_TAG = "rolled_back"
+LEGACY_METRIC_PREFIX = "metric."  # versions registered before METRICS_TAG carry one tag per metric
+MODEL_DESCRIPTION = (
+    "Detects AI-generated images: P(AI-generated) per image, from a ResNet50 fine-tuned on real vs generated images. "
+    "@champion is the version that serves; @challenger is the newest version that has not (yet) beaten it; "
+    "@previous is the champion before the current one, which `detector models rollback` restores. "
+    "Each version's description says what it is and why it was or was not promoted."
+)
 
 
 class RegistryConfig(Strict):
@@ -50,50 +66,108 @@ def run(cfg: RegistryConfig) -> RegistryResult:
         raise ValueError(f"primary_metric is not among the metrics {sorted(cfg.metrics)}. Received: primary_metric={cfg.primary_metric!r}")
     client = MlflowClient()
     registered = _existing_version(client, cfg) or _register(cfg)
-    version = client.get_model_version(cfg.registered_model, registered.version)  # with its tags
-    client.set_registered_model_alias(cfg.registered_model, CHALLENGER, version.version)
-    champion = champion_version(client, cfg.registered_model)
-    promote, decision = should_promote(version, champion, cfg.primary_metric)
-    client.set_model_version_tag(cfg.registered_model, version.version, "promotion_decision", decision)
-    if promote and not (champion and champion.version == version.version):
-        set_champion(client, cfg.registered_model, str(version.version))
+    if not client.get_registered_model(cfg.registered_model).description:
+        client.update_registered_model(cfg.registered_model, description=MODEL_DESCRIPTION)
+    with promotion_lock(client, cfg.registered_model) as lock:
+        promoted, decision = gate(client, cfg.registered_model, str(registered.version), cfg.primary_metric, lock.verify)
     current = champion_version(client, cfg.registered_model)
     return RegistryResult(
         registered_model=cfg.registered_model,
-        version=str(version.version),
-        promoted=promote,
+        version=str(registered.version),
+        promoted=promoted,
         decision=decision,
         champion_version=str(current.version) if current else None,
     )
 
 
+def gate(client: MlflowClient, name: str, version: str, metric: str, verify=lambda: None, forced: str | None = None) -> tuple[bool, str]:
+    """Under the promotion lock: re-read @champion, decide, record, then move the aliases.
+
+    `forced` (a reason) promotes whatever the gate says. `verify` is the lock's check, called
+    before each write."""
+    candidate = client.get_model_version(name, version)
+    champion = champion_version(client, name)
+    passed, reason = should_promote(candidate, champion, metric)
+    promote = passed or forced is not None
+    if forced is not None and not passed:
+        reason = f"forced: {forced} (the gate said: {reason})"
+    already_champion = champion is not None and str(champion.version) == version
+    if not already_champion:  # a retry keeps the reason first recorded, not "is the champion"
+        verdict = ("forced" if not passed else "promoted") if promote else "not promoted"
+        verify()
+        _record(client, candidate, verdict, reason)
+    if promote:
+        set_champion(client, name, version, verify)
+    elif ROLLED_BACK_TAG not in candidate.tags:  # it has had its turn: not a candidate any more
+        _offer_as_challenger(client, name, version, verify)
+    return promote, reason
+
+
 def should_promote(candidate: ModelVersion, champion: ModelVersion | None, metric: str) -> tuple[bool, str]:
     """The gate, as a pure decision on two registered versions: (promote?, why) for the record."""
-    value = float(candidate.tags.get(METRIC_TAG_PREFIX + metric, "nan"))
+    value = version_metrics(candidate).get(metric, math.nan)
     if math.isnan(value):
         return False, f"v{candidate.version} has no {metric}"
+    if champion is not None and str(champion.version) == str(candidate.version):
+        return True, f"v{candidate.version} is the champion"
+    if ROLLED_BACK_TAG in candidate.tags:
+        return False, f"v{candidate.version} was rolled back ({candidate.tags[ROLLED_BACK_TAG]}); only a forced promotion brings it back"
     if champion is None:
         return True, "no champion yet"
-    if str(champion.version) == str(candidate.version):
-        return True, f"v{candidate.version} is the champion"
     champion_data, candidate_data = champion.tags.get("dataset_fingerprint"), candidate.tags.get("dataset_fingerprint")
     if champion_data != candidate_data:
         return False, f"champion v{champion.version} was measured on dataset {champion_data}, not {candidate_data}"
-    champion_value = float(champion.tags.get(METRIC_TAG_PREFIX + metric, "nan"))
+    champion_value = version_metrics(champion).get(metric, math.nan)
     if math.isnan(champion_value) or value > champion_value:
         return True, f"{metric} {value:.4f} beats champion v{champion.version} at {champion_value:.4f}"
     return False, f"{metric} {value:.4f} does not beat champion v{champion.version} at {champion_value:.4f}"
 
 
-def set_champion(client: MlflowClient, name: str, version: str) -> None:
-    """Move @champion and append to the history that rollback walks back through."""
+def set_champion(client: MlflowClient, name: str, version: str, verify=lambda: None) -> None:
+    """Lock holders only. The history is written before the aliases move, so rollback never
+    finds an alias its history does not explain; rerun, this repairs a half-done promotion."""
     history = champion_history(client, name)
-    client.set_registered_model_alias(name, CHAMPION, version)
-    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps([*history, version]))
+    if not history or history[-1] != version:
+        history.append(version)
+    verify()
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+    move_aliases(client, name, history, verify)
+
+
+def move_aliases(client: MlflowClient, name: str, history: list[str], verify=lambda: None) -> None:
+    """@champion to the history's last entry, @previous to the one before (or none), and
+    @challenger off any version that is not newer than the champion."""
+    aliases = client.get_registered_model(name).aliases
+    verify()
+    if len(history) > 1:
+        client.set_registered_model_alias(name, PREVIOUS, history[-2])
+    elif PREVIOUS in aliases:
+        client.delete_registered_model_alias(name, PREVIOUS)
+    client.set_registered_model_alias(name, CHAMPION, history[-1])
+    challenger = aliases.get(CHALLENGER)
+    if challenger is not None and int(challenger) <= int(history[-1]):
+        client.delete_registered_model_alias(name, CHALLENGER)
 
 
 def champion_history(client: MlflowClient, name: str) -> list[str]:
-    return json.loads(client.get_registered_model(name).tags.get(HISTORY_TAG, "[]"))
+    """The champion history, cut back to agree with @champion: entries after the champion's last
+    appearance are a promotion that died before its alias moved."""
+    model = client.get_registered_model(name)
+    history = [str(version) for version in json.loads(model.tags.get(HISTORY_TAG, "[]"))]
+    champion = model.aliases.get(CHAMPION)
+    if champion is None:
+        return history
+    champion = str(champion)
+    if champion not in history:  # moved by hand outside this module
+        return [*history, champion]
+    return history[: len(history) - history[::-1].index(champion)]
+
+
+def version_metrics(version: ModelVersion) -> dict[str, float]:
+    if METRICS_TAG in version.tags:
+        return {key: float(value) for key, value in json.loads(version.tags[METRICS_TAG]).items()}
+    legacy = {key: value for key, value in version.tags.items() if key.startswith(LEGACY_METRIC_PREFIX)}
+    return {key.removeprefix(LEGACY_METRIC_PREFIX): float(value) for key, value in legacy.items()}
 
 
 def find_version(name: str, config_key: str) -> dict | None:
@@ -105,13 +179,10 @@ def find_version(name: str, config_key: str) -> dict | None:
     if not found:
         return None
     version = max(found, key=lambda item: int(item.version))
-    metrics = {
-        key.removeprefix(METRIC_TAG_PREFIX): float(value) for key, value in version.tags.items() if key.startswith(METRIC_TAG_PREFIX)
-    }
     return {
         "version": str(version.version),
         "run_id": version.run_id,
-        "metrics": metrics,
+        "metrics": version_metrics(version),
         "threshold": float(version.tags.get("threshold", "0.5")),
     }
 
@@ -121,6 +192,28 @@ def champion_version(client: MlflowClient, name: str) -> ModelVersion | None:
         return client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
         return None
+
+
+def _offer_as_challenger(client: MlflowClient, name: str, version: str, verify) -> None:
+    """@challenger is the newest loser: an older version registered again does not take it back."""
+    current = client.get_registered_model(name).aliases.get(CHALLENGER)
+    if current is None or int(current) <= int(version):
+        verify()
+        client.set_registered_model_alias(name, CHALLENGER, version)
+
+
+def _record(client: MlflowClient, version: ModelVersion, verdict: str, reason: str) -> None:
+    """The decision as a short tag, and the version's description: what it is and why."""
+    metrics = version_metrics(version)
+    tags = version.tags
+    rows = "\n".join(f"| {key} | {value:.4f} |" for key, value in sorted(metrics.items()))
+    description = (
+        f"{tags.get('variant', '?')} variant, trained on dataset {tags.get('dataset_fingerprint', '?')} "
+        f"(config key {tags.get('config_key', '-')}) in run {version.run_id}; decision threshold {tags.get('threshold', '?')}.\n\n"
+        f"**{verdict.capitalize()}**: {reason}.\n\n| test metric | value |\n|---|---|\n{rows}\n"
+    )
+    client.set_model_version_tag(version.name, version.version, DECISION_TAG, verdict)
+    client.update_model_version(version.name, version.version, description=description)
 
 
 def _existing_version(client: MlflowClient, cfg: RegistryConfig) -> ModelVersion | None:
@@ -133,12 +226,14 @@ def _existing_version(client: MlflowClient, cfg: RegistryConfig) -> ModelVersion
 
 
 def _register(cfg: RegistryConfig) -> ModelVersion:
+    primary = cfg.metrics[cfg.primary_metric]
     tags = {
         "variant": cfg.variant,
         "dataset_fingerprint": cfg.dataset_fingerprint,
         "threshold": f"{cfg.threshold:.6f}",
+        "primary_metric": f"{cfg.primary_metric}={primary:.4f}",
+        METRICS_TAG: json.dumps({name: round(value, 6) for name, value in sorted(cfg.metrics.items())}),
         **({"config_key": cfg.config_key} if cfg.config_key else {}),
-        **{METRIC_TAG_PREFIX + name: f"{value:.6f}" for name, value in cfg.metrics.items()},
     }
     return mlflow.register_model(cfg.model_uri, cfg.registered_model, tags=tags)
 

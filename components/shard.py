@@ -4,7 +4,9 @@ Both classes are re-encoded identically (codec, quality, size), so a detector ca
 file format instead of the image. The manifest records the training split's augmentation
 policy; the reader applies it live, or `premade_copies` bakes that many augmented copies into
 the shards for hosts whose CPUs can't keep up. Output lives under a key made of the dataset
-fingerprint and this config, and a rerun with the same key reuses it.
+fingerprint and this config, and a rerun with the same key reuses it. Each run writes in a
+staging folder of its own and publishes under a per-key lock (components/publish.py), so runs
+sharing a key (baseline and improved) both end with one complete, identical set.
 """
 
 from __future__ import annotations
@@ -13,13 +15,13 @@ import json
 import math
 import os
 import random
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
 import tensorflow as tf
 from sklearn.model_selection import train_test_split
 
+from components import publish
 from components.cli_support import component_main
 from components.config import AugmentConfig, DataConfig, Strict, fingerprint
 from components.guard import Guard, guarded
@@ -53,18 +55,19 @@ def run(cfg: ShardConfig) -> ShardResult:
     manifest_path = out_dir / MANIFEST_NAME
     if _complete(manifest_path):
         return _result(manifest_path, reused=True)
-    splits = split_examples(cfg)
-    # Written beside, then renamed: a crash mid-write never leaves shards that look complete.
-    staging = out_dir.with_name(f"{key}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    workers = cfg.workers or os.cpu_count() or 1
-    with guarded(workers, cfg.data.decode_timeout_seconds, cfg.data.decode_memory_mb) as guard:
-        split_entries = {split: _write_split(split, examples, cfg, staging, guard) for split, examples in splits.items()}
-    manifest = _manifest(cfg, key, split_entries)
-    (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    staging.rename(out_dir)
+    # One writer per key at a time (components/publish.py); a run that waited finds the set published.
+    with publish.exclusive(out_dir):
+        if _complete(manifest_path):
+            return _result(manifest_path, reused=True)
+        publish.clear_stale(out_dir)
+        staging = publish.new_staging(out_dir)
+        splits = split_examples(cfg)
+        workers = cfg.workers or os.cpu_count() or 1
+        with guarded(workers, cfg.data.decode_timeout_seconds, cfg.data.decode_memory_mb) as guard:
+            split_entries = {split: _write_split(split, examples, cfg, staging, guard) for split, examples in splits.items()}
+        manifest = _manifest(cfg, key, split_entries)
+        (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2))
+        publish.publish(staging, out_dir)
     return _result(manifest_path, reused=False)
 
 
@@ -160,7 +163,8 @@ def _manifest(cfg: ShardConfig, key: str, splits: dict[str, dict]) -> dict:
 
 
 def _complete(manifest_path: Path) -> bool:
-    if not manifest_path.is_file():
+    """Published whole (every file at its size, nothing extra) and the manifest names only those shards."""
+    if not publish.is_complete(manifest_path.parent):
         return False
     manifest = json.loads(manifest_path.read_text())
     return all((manifest_path.parent / name).is_file() for entry in manifest["splits"].values() for name in entry["files"])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +18,47 @@ from components import demo_data
 from components.config import DataConfig
 
 TINY_SIZE = 32  # ResNet50's smallest input
+REAPER = Path(__file__).resolve().parents[1] / "infra" / "local" / "reaper.py"
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Whatever this run starts dies with it, even when the runner is SIGKILLed (CI timeout,
+    Ctrl-C twice): a reaper in its own session remembers every descendant of this process and
+    ends them once it is gone (infra/local/reaper.py)."""
+    if os.environ.get("DETECTOR_REAPER_OWNER") != str(os.getpid()):
+        os.environ["DETECTOR_REAPER_OWNER"] = str(os.getpid())  # one reaper per runner, none per child pytest's import
+        subprocess.Popen(
+            [sys.executable, str(REAPER), str(os.getpid()), "--descendants"],
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the parent dies, the first line of defence."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def start_server(command: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A server in its own process group (so stop_server ends its workers too) that gets SIGTERM
+    if this process dies; the session's reaper ends the rest of its group."""
+    with open(log_path, "a") as log:
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, preexec_fn=_die_with_parent)
+
+
+def stop_server(process: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM to the whole group, SIGKILL after `grace` seconds."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=grace)
+    except ProcessLookupError:
+        pass
 
 
 @pytest.fixture(autouse=True)
@@ -99,18 +142,14 @@ def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 60.0) ->
 def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
     """moto's standalone server: a real S3-compatible HTTP endpoint on a free loopback port."""
     port = free_port()
-    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w")  # noqa: SIM115 - lives as long as the server
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
-    )
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    server = start_server([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], log)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(url, server)
         yield url
     finally:
-        server.terminate()
-        server.wait(timeout=10)
-        log.close()
+        stop_server(server)
 
 
 @pytest.fixture

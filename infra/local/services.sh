@@ -6,6 +6,9 @@
 # a stack on free ports beside yours. Logs: $STACK_DIR/logs/{s3,mlflow,prefect,worker}.log.
 # MLFLOW_BACKEND=postgresql puts MLflow's store in a private PostgreSQL cluster on PG_PORT
 # (log: $STACK_DIR/logs/postgres.log) instead of sqlite; it needs psycopg2 ('.[services]').
+# STACK_OWNER_PID=<pid> ties the stack to that process: when it dies, however it dies (a test
+# run SIGKILLed), infra/local/reaper.py stops every server this script started. Unset, the
+# stack runs until `stop` (what `make services` wants).
 set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "$0")/../.."
@@ -77,6 +80,9 @@ start_postgres() {  # sets $backend; loopback only with trust auth: a local deve
 
 start() {
   mkdir -p "$LOGS" "$PIDS" "$STACK_DIR/mlflow" "$PREFECT_HOME"
+  if [ -n "${STACK_OWNER_PID:-}" ]; then
+    setsid "$BIN/python" infra/local/reaper.py "$STACK_OWNER_PID" --pid-dir "$PIDS" >"$LOGS/reaper.log" 2>&1 </dev/null &
+  fi
   case "$MLFLOW_BACKEND" in
     sqlite) backend="sqlite:///$STACK_DIR/mlflow/mlflow.db" ;;
     postgresql) start_postgres ;;

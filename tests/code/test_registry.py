@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import keras
 import mlflow
 import pytest
@@ -9,7 +11,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from components import catalog
-from components.registry import CHALLENGER, CHAMPION, RegistryConfig, run
+from components.registry import CHALLENGER, CHAMPION, HISTORY_TAG, PREVIOUS, RegistryConfig, run
 
 NAME = "detector-under-test"
 
@@ -40,20 +42,30 @@ def _register(auc: float, fingerprint: str = "data-a", **changes) -> object:
     return run(_config(auc, fingerprint, **changes))
 
 
-def _alias(name: str) -> str:
-    return str(MlflowClient().get_model_version_by_alias(NAME, name).version)
+def _alias(name: str) -> str | None:
+    version = MlflowClient().get_registered_model(NAME).aliases.get(name)
+    return None if version is None else str(version)
 
 
-def test_first_version_becomes_champion_and_challenger(tracking_store):
+def test_first_version_becomes_champion_and_not_challenger(tracking_store):
     result = _register(0.7)
     assert result.promoted and result.decision == "no champion yet"
-    assert _alias(CHAMPION) == _alias(CHALLENGER) == result.version == "1"
+    assert _alias(CHAMPION) == result.version == "1" and _alias(CHALLENGER) is None
 
 
-def test_better_challenger_takes_champion(tracking_store):
+def test_better_version_takes_champion_and_the_old_one_becomes_previous(tracking_store):
     _register(0.7)
     better = _register(0.8)
     assert better.promoted and _alias(CHAMPION) == better.version == "2"
+    assert _alias(PREVIOUS) == "1" and _alias(CHALLENGER) is None
+
+
+def test_challenger_and_champion_never_share_a_version(tracking_store):
+    _register(0.8)
+    loser = _register(0.7)
+    assert _alias(CHALLENGER) == loser.version
+    winner = _register(0.9)
+    assert _alias(CHAMPION) == winner.version and _alias(CHALLENGER) is None
 
 
 def test_worse_challenger_does_not_take_champion(tracking_store):
@@ -76,12 +88,22 @@ def test_champion_on_other_data_is_not_compared(tracking_store):
     assert _alias(CHAMPION) == first.version
 
 
-def test_versions_carry_variant_metrics_threshold_and_fingerprint(tracking_store):
+def test_versions_carry_a_few_tags_and_all_metrics_in_one(tracking_store):
     result = _register(0.7)
     version = MlflowClient().get_model_version(NAME, result.version)
+    assert set(version.tags) == {"variant", "dataset_fingerprint", "threshold", "primary_metric", "metrics", "decision"}
     assert version.tags["variant"] == "improved" and version.tags["dataset_fingerprint"] == "data-a"
-    assert float(version.tags["metric.test_auc"]) == pytest.approx(0.7) and float(version.tags["threshold"]) == 0.5
-    assert version.tags["promotion_decision"] == "no champion yet"
+    assert json.loads(version.tags["metrics"]) == {"test_accuracy": 0.5, "test_auc": 0.7} and float(version.tags["threshold"]) == 0.5
+    assert version.tags["primary_metric"] == "test_auc=0.7000" and version.tags["decision"] == "promoted"
+
+
+def test_model_and_versions_are_described(tracking_store):
+    _register(0.8)
+    loser = _register(0.7)
+    client = MlflowClient()
+    assert "@champion" in client.get_registered_model(NAME).description
+    described = client.get_model_version(NAME, loser.version).description
+    assert "improved variant" in described and "does not beat champion v1" in described and "| test_auc | 0.7000 |" in described
 
 
 def test_failed_registration_leaves_champion_in_place(tracking_store):
@@ -127,9 +149,48 @@ def test_hand_promotion_passes_the_same_gate(tracking_store):
 def test_rollback_returns_the_previous_champion(tracking_store):
     _register(0.7)
     _register(0.8)
-    assert _alias(CHAMPION) == "2"
+    assert _alias(CHAMPION) == "2" and _alias(PREVIOUS) == "1"
     assert catalog.rollback(NAME) == "1"
-    assert _alias(CHAMPION) == "1"
+    assert _alias(CHAMPION) == "1" and _alias(PREVIOUS) is None
     with pytest.raises(catalog.PromotionRefused, match="No earlier champion"):
         catalog.rollback(NAME)
     assert _alias(CHAMPION) == "1"
+
+
+def test_rolled_back_version_is_not_promoted_again_by_a_rerun(tracking_store):
+    _register(0.7)
+    better = _config(0.8)
+    run(better)
+    catalog.rollback(NAME)
+    rerun = run(better)  # what a force=True pipeline rerun of the same run does
+    assert not rerun.promoted and "rolled back" in rerun.decision
+    assert _alias(CHAMPION) == "1" and _alias(CHALLENGER) is None
+    with pytest.raises(catalog.PromotionRefused, match="rolled back"):
+        catalog.promote(NAME, rerun.version)
+    catalog.promote(NAME, rerun.version, force=True, reason="the incident was elsewhere")
+    assert _alias(CHAMPION) == rerun.version
+
+
+def test_retry_repairs_history_written_before_a_failed_alias_move(tracking_store):
+    cfg = _config(0.8)
+    _register(0.7)
+    client = MlflowClient()
+    # A first attempt that died between its history write and its alias move.
+    version = mlflow.register_model(cfg.model_uri, NAME).version
+    client.set_model_version_tag(NAME, version, "metrics", json.dumps(cfg.metrics))
+    client.set_model_version_tag(NAME, version, "dataset_fingerprint", "data-a")
+    client.set_registered_model_tag(NAME, HISTORY_TAG, json.dumps(["1", str(version)]))
+    assert _alias(CHAMPION) == "1"
+    with pytest.raises(catalog.PromotionRefused, match="No earlier champion"):
+        catalog.rollback(NAME)  # the dangling entry is not taken for a champion
+    assert run(cfg).promoted
+    assert _alias(CHAMPION) == str(version) and json.loads(client.get_registered_model(NAME).tags[HISTORY_TAG]) == ["1", str(version)]
+    assert catalog.rollback(NAME) == "1"
+
+
+def test_old_per_metric_tags_are_still_read(tracking_store):
+    first = _register(0.7)
+    client = MlflowClient()
+    client.delete_model_version_tag(NAME, first.version, "metrics")
+    client.set_model_version_tag(NAME, first.version, "metric.test_auc", "0.9")
+    assert not _register(0.8).promoted

@@ -43,7 +43,8 @@ def _stack_env(stack_dir: Path, **settings: str) -> dict[str, str]:
         key: value for key, value in os.environ.items() if key not in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL", "MLFLOW_S3_ENDPOINT_URL")
     }
     ports = {name: str(free_port()) for name in ("S3_PORT", "MLFLOW_PORT", "PREFECT_PORT")}
-    return {**env, **ports, "STACK_DIR": str(stack_dir), "BIN": str(Path(sys.executable).parent), **settings}
+    owner = {"STACK_OWNER_PID": str(os.getpid())}  # the stack dies with this test run, however it ends
+    return {**env, **ports, **owner, "STACK_DIR": str(stack_dir), "BIN": str(Path(sys.executable).parent), **settings}
 
 
 def _upload(root: Path, env: dict[str, str]) -> None:

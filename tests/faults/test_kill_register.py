@@ -1,0 +1,57 @@
+"""kill -9 of a registration at a seeded random moment, then a rerun: the registry ends as a
+clean registration leaves it (versions, tags, aliases, champion history)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+from mlflow import MlflowClient
+
+from components.registry import HISTORY_TAG, run
+from tests.faults.racing import LAUNCH, REPO, _wait_for_imports
+from tests.faults.sharding import SEED
+from tests.faults.test_promotion_race import _config
+
+
+def _state(name: str) -> dict:
+    client = MlflowClient()
+    model = client.get_registered_model(name)
+    versions = sorted(client.search_model_versions(f"name='{name}'"), key=lambda version: int(version.version))
+    return {
+        "aliases": {alias: str(version) for alias, version in model.aliases.items()},
+        "history": json.loads(model.tags.get(HISTORY_TAG, "[]")),
+        "versions": [{key: value for key, value in version.tags.items() if key != "variant"} for version in versions],
+        "described": [bool(version.description) for version in versions],
+    }
+
+
+def _registered(name: str, auc: float, **changes):
+    return _config(auc).model_copy(update={"registered_model": name, **changes})
+
+
+def test_rerun_after_kill_9_equals_a_clean_registration(tracking_store, tmp_path):
+    run(_registered("clean", 0.7))
+    began = time.monotonic()
+    run(_registered("clean", 0.9))
+    duration = time.monotonic() - began
+    run(_registered("killed", 0.7))
+    candidate = _registered("killed", 0.9)
+    (tmp_path / "cfg.json").write_text(candidate.model_dump_json())
+    start = tmp_path / "start"
+    arguments = [sys.executable, "-c", LAUNCH, "components.registry", str(start), "--config", str(tmp_path / "cfg.json")]
+    victim = subprocess.Popen(arguments, cwd=REPO, env={**os.environ, "MLFLOW_TRACKING_URI": tracking_store})
+    _wait_for_imports([victim])
+    delay = random.Random(SEED).uniform(0.0, 0.8) * duration  # within the time a clean registration took
+    start.touch()
+    time.sleep(delay)  # the kill point itself: seeded, not a wait for a result
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=30)
+    assert victim.returncode == -signal.SIGKILL, f"the registration finished before its kill point ({delay:.3f} s)"
+    run(candidate)
+    assert _state("killed") == _state("clean"), f"FAULT_SEED={SEED}, killed {delay:.3f} s after the start"
