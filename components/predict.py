@@ -15,6 +15,7 @@ import numpy as np
 from mlflow import MlflowClient
 from PIL import Image
 
+from components import loading
 from components.cli_support import component_main
 from components.config import Strict
 from components.images import UnusableImage, prepare_example
@@ -48,7 +49,7 @@ def run(cfg: PredictConfig) -> PredictResult:
     manifest = mlflow.artifacts.load_dict(f"runs:/{info.run_id}/data/manifest.json")
     # The tuned threshold cuts P(positive class); fall back to the report's 0.5 if none was tuned.
     threshold = MlflowClient().get_run(info.run_id).data.metrics.get("tuned_threshold", 0.5)
-    model = mlflow.keras.load_model(cfg.model_uri)
+    model = loading.load_registered(cfg.model_uri)  # keras flavour, safe mode, SHA-256 checked
     positive, generated = manifest["positive_class"], manifest["generated_class"]
     negative = next(name for name in manifest["class_names"] if name != positive)
     paths = _image_paths(Path(cfg.images))

@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
+from components import loading
 from components.cli_support import component_main
 from components.config import Strict
 
@@ -138,6 +139,7 @@ def _register(cfg: RegistryConfig) -> ModelVersion:
         "dataset_fingerprint": cfg.dataset_fingerprint,
         "threshold": f"{cfg.threshold:.6f}",
         **({"config_key": cfg.config_key} if cfg.config_key else {}),
+        loading.SHA256_TAG: loading.logged_model_sha256(cfg.model_uri),  # every load verifies it
         **{METRIC_TAG_PREFIX + name: f"{value:.6f}" for name, value in cfg.metrics.items()},
     }
     return mlflow.register_model(cfg.model_uri, cfg.registered_model, tags=tags)

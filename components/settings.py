@@ -25,6 +25,9 @@ EMBEDDED_DEFAULTS = {
     "TF_CPP_MIN_LOG_LEVEL": "2",
 }
 
+# Pickle-based MLflow flavours run the pickler's code on load; no process of this project needs them.
+ENFORCED = {"MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}
+
 
 def read_env_file(path: Path) -> dict[str, str]:
     """KEY=VALUE lines; blank values and comments are skipped so they never mask a default."""
@@ -52,7 +55,9 @@ def apply(path: Path = SETTINGS_FILE, local_path: Path = LOCAL_SETTINGS_FILE) ->
     values = {**EMBEDDED_DEFAULTS, **read_env_file(path), **read_env_file(local_path)}
     for key, value in values.items():
         os.environ.setdefault(key, value)
-    return {key: os.environ[key] for key in values}
+    for key, value in ENFORCED.items():  # not the user's to loosen
+        os.environ[key] = value
+    return {key: os.environ[key] for key in [*values, *ENFORCED]}
 
 
 class TrackingUnavailable(RuntimeError):
