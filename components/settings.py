@@ -29,6 +29,8 @@ EMBEDDED_DEFAULTS = {
 
 # Pickle-based MLflow flavours run the pickler's code on load; no process of this project needs them.
 ENFORCED = {"MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}
+PLACEHOLDER = "change-me"  # what infra/*.example files put where a secret belongs
+SECRET_SUFFIXES = ("PASSWORD", "SECRET", "SECRET_KEY", "SECRET_ACCESS_KEY", "AUTH_STRING", "TOKEN", "_URI", "_URL")
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -60,7 +62,16 @@ def apply(path: Path = SETTINGS_FILE, local_path: Path = LOCAL_SETTINGS_FILE) ->
     for key, value in ENFORCED.items():  # not the user's to loosen
         os.environ[key] = value
     move_tracking_credentials()
+    refuse_placeholder_secrets()
     return {key: os.environ[key] for key in [*values, *ENFORCED]}
+
+
+def refuse_placeholder_secrets() -> None:
+    """Start-up refuses the example files' `change-me…` values: they are public, so not secrets."""
+    found = sorted(key for key, value in os.environ.items() if PLACEHOLDER in value and key.endswith(SECRET_SUFFIXES))
+    if found:
+        # Names only: even a placeholder is not echoed, in case it was only partly replaced.
+        raise ValueError(f"{', '.join(found)} still hold(s) an example value ({PLACEHOLDER}…); set real secrets before starting")
 
 
 # scheme://user:password@ anywhere in a text (a URI, or an error message quoting one).

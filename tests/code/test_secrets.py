@@ -81,3 +81,11 @@ def test_explicit_credentials_win_over_those_in_the_uri(monkeypatch, tmp_path: P
 )
 def test_redact_hides_passwords_and_leaves_the_rest(text: str, shown: str):
     assert settings.redact(text) == shown
+
+
+def test_example_passwords_are_refused_at_start_up_by_name_only(monkeypatch, tmp_path: Path):
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "change-me-mlflow-admin")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "change-me")
+    with pytest.raises(ValueError, match="AWS_SECRET_ACCESS_KEY, MLFLOW_TRACKING_PASSWORD still hold") as raised:
+        _apply(tmp_path)
+    assert "change-me-mlflow-admin" not in str(raised.value)
