@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 from mlflow.exceptions import MlflowException
 
-from components.settings import TrackingUnavailable
+from components.settings import TrackingUnavailable, redact
 
 
 class PreciseBatchNorm(keras.callbacks.Callback):
@@ -106,8 +106,8 @@ class EpochState(keras.callbacks.Callback):
                 mlflow.log_metrics({key: value for key, value in row.items() if key != "epoch"}, step=row["epoch"])
             except MlflowException as error:
                 raise TrackingUnavailable(
-                    f"MLflow tracking server {mlflow.get_tracking_uri()} stopped answering at epoch {row['epoch'] + 1} "
-                    f"({str(error)[:200]}). Training is checkpointed in {self.run_dir}; rerun the same command once the "
+                    f"MLflow tracking server {redact(mlflow.get_tracking_uri())} stopped answering at epoch {row['epoch'] + 1} "
+                    f"({redact(str(error))[:200]}). Training is checkpointed in {self.run_dir}; rerun the same command once the "
                     "server is back to resume there and log the missed epochs."
                 ) from None
             self.state["logged"] = row["epoch"] + 1

@@ -167,7 +167,7 @@ def _run_demo(args: argparse.Namespace) -> None:
         store = Path(uri.removeprefix("sqlite:///")).resolve()
         print(f"\nOpen the MLflow UI:  .venv/bin/mlflow ui --backend-store-uri sqlite:///{store}  →  http://127.0.0.1:5000")
     else:
-        print(f"\nOpen the MLflow UI at {uri}")
+        print(f"\nOpen the MLflow UI at {settings.redact(uri)}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import keras
 import mlflow
 import numpy as np
 
-from components import plots
+from components import loading, plots
 from components.cli_support import component_main
 from components.config import Strict
 from components.metrics import classification_metrics, ranking_metrics, youden_threshold
@@ -39,7 +39,7 @@ class EvaluateResult(Strict):
 
 def run(cfg: EvaluateConfig) -> EvaluateResult:
     manifest = read_manifest(cfg.manifest_path)
-    model = keras.models.load_model(cfg.model_path)
+    model = loading.load_file(cfg.model_path)
     val_true, val_scores = predict_split(model, cfg.manifest_path, "val", cfg.batch_size)
     test_true, test_scores = predict_split(model, cfg.manifest_path, "test", cfg.batch_size)
     threshold = youden_threshold(val_true, val_scores)

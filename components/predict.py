@@ -19,6 +19,7 @@ from mlflow import MlflowClient
 from PIL import Image
 from pydantic import Field
 
+from components import loading
 from components.cli_support import component_main
 from components.config import DataConfig, Strict
 from components.guard import guarded
@@ -56,7 +57,7 @@ def run(cfg: PredictConfig) -> PredictResult:
     manifest = mlflow.artifacts.load_dict(f"runs:/{info.run_id}/data/manifest.json")
     # The tuned threshold cuts P(positive class); fall back to the report's 0.5 if none was tuned.
     threshold = MlflowClient().get_run(info.run_id).data.metrics.get("tuned_threshold", 0.5)
-    model = mlflow.keras.load_model(cfg.model_uri)
+    model = loading.load_registered(cfg.model_uri)  # keras flavour, safe mode, SHA-256 checked
     positive, generated = manifest["positive_class"], manifest["generated_class"]
     negative = next(name for name in manifest["class_names"] if name != positive)
     predictions, skipped = [], {}

@@ -22,6 +22,7 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
+from components import loading
 from components.cli_support import component_main
 from components.config import Strict
 from components.promotion_lock import promotion_lock
@@ -234,6 +235,7 @@ def _register(cfg: RegistryConfig) -> ModelVersion:
         "primary_metric": f"{cfg.primary_metric}={primary:.4f}",
         METRICS_TAG: json.dumps({name: round(value, 6) for name, value in sorted(cfg.metrics.items())}),
         **({"config_key": cfg.config_key} if cfg.config_key else {}),
+        loading.SHA256_TAG: loading.logged_model_sha256(cfg.model_uri),  # every load verifies it
     }
     return mlflow.register_model(cfg.model_uri, cfg.registered_model, tags=tags)
 

@@ -4,13 +4,22 @@ An object is fetched again when its size or ETag differs from the last sync, or 
 file no longer matches. Each download lands beside its target, is checked (size, and MD5 where
 the ETag is one), then renamed into place, so a partial download never passes as complete. The
 cache's state file is written last, after every object has been verified.
+
+Object keys come from whoever can write the bucket, so none is trusted as a path. A key whose
+part below the prefix holds an empty, `.` or `..` segment, that would land outside the cache, that
+collides with another key once Unicode-normalised, or that is both a file and a folder is
+refused: it is neither written nor removed, and is named in `SyncResult.refused` with the reason.
+One bad key never stops the sync of the others.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
+import unicodedata
 from pathlib import Path
 
 import boto3
@@ -19,6 +28,10 @@ from components.cli_support import component_main
 from components.config import Strict
 
 STATE_NAME = ".s3-sync-state.json"
+# S3's own bucket naming rule; anything else (`..`, `a/b`) would steer the cache path.
+BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+NAME_MAX = 255  # bytes per path segment on Linux and macOS file systems
+logger = logging.getLogger(__name__)
 
 
 class SyncConfig(Strict):
@@ -33,6 +46,7 @@ class SyncResult(Strict):
     unchanged: int
     removed: int
     bytes_fetched: int
+    refused: dict[str, str] = {}  # object key (or cached path, on removal) -> why it was not written or removed
 
 
 def is_s3(uri: str) -> bool:
@@ -43,12 +57,61 @@ def split_uri(uri: str) -> tuple[str, str]:
     if not is_s3(uri) or not uri[5:].split("/", 1)[0]:
         raise ValueError(f"Expected s3://bucket/prefix. Received: {uri!r}")
     bucket, _, prefix = uri[5:].partition("/")
-    return bucket, prefix.strip("/")
+    prefix = prefix.strip("/")
+    if not BUCKET_NAME.fullmatch(bucket) or ".." in bucket:
+        raise ValueError(f"Not a valid S3 bucket name. Received: uri={uri!r}")
+    if prefix and (problem := segment_problem(prefix)):
+        raise ValueError(f"The prefix {problem}. Received: uri={uri!r}")
+    return bucket, prefix
 
 
 def s3_client():
     """boto3 against MLFLOW_S3_ENDPOINT_URL when set (MinIO, moto), else AWS; credentials from the environment."""
     return boto3.client("s3", endpoint_url=os.environ.get("MLFLOW_S3_ENDPOINT_URL") or None)
+
+
+def segment_problem(relative: str) -> str | None:
+    """Why a slash-separated relative path is not a plain path below its root, or None."""
+    if "\x00" in relative:
+        return "holds a NUL byte"
+    for segment in relative.split("/"):
+        if segment in ("", ".", ".."):
+            return f"holds a {segment!r} segment" if segment else "holds an empty segment"
+        if len(segment.encode("utf-8", "surrogateescape")) > NAME_MAX:
+            return f"has a segment longer than {NAME_MAX} bytes"
+    return None
+
+
+def inside(root: Path, relative: str) -> Path:
+    """root/relative, or ValueError when it (through symlinks too) resolves outside root."""
+    if problem := segment_problem(relative):
+        raise ValueError(problem)
+    if relative == STATE_NAME or relative.split("/")[-1].endswith(".partial"):
+        raise ValueError("is a name the sync keeps for itself")
+    target = root / relative
+    if not target.resolve().is_relative_to(root.resolve()):
+        raise ValueError(f"resolves outside the cache {root}")
+    return target
+
+
+def plan(keys: dict[str, str], root: Path) -> tuple[dict[str, Path], dict[str, str]]:
+    """Which relative paths may be written (relative -> target) and which keys are refused (key -> why)."""
+    targets, refused = {}, {}
+    for relative, key in keys.items():
+        try:
+            targets[relative] = inside(root, relative)
+        except ValueError as error:
+            refused[key] = str(error)
+    by_normal: dict[str, list[str]] = {}
+    for relative in targets:
+        by_normal.setdefault(unicodedata.normalize("NFC", relative), []).append(relative)
+    for group in (group for group in by_normal.values() if len(group) > 1):
+        for relative in group:  # which one would win depends on listing order: none does
+            refused[keys[relative]] = f"collides with {sorted(keys[other] for other in group if other != relative)} once normalised"
+    folders = {"/".join(relative.split("/")[:depth]) for relative in targets for depth in range(1, relative.count("/") + 1)}
+    for relative in targets.keys() & folders:
+        refused[keys[relative]] = "is both an object and a folder of other objects"
+    return {relative: target for relative, target in targets.items() if keys[relative] not in refused}, refused
 
 
 def run(cfg: SyncConfig) -> SyncResult:
@@ -58,25 +121,55 @@ def run(cfg: SyncConfig) -> SyncResult:
     state_path = root / STATE_NAME
     previous = json.loads(state_path.read_text()) if state_path.is_file() else {}
     client = s3_client()
+    listed = {_relative(item["Key"], prefix): item for item in _list_objects(client, bucket, prefix)}
+    targets, refused = plan({relative: item["Key"] for relative, item in listed.items()}, root)
+    removed = _remove_gone(root, set(previous) - set(targets), refused)
     current, fetched, bytes_fetched = {}, 0, 0
-    for item in _list_objects(client, bucket, prefix):
-        relative = item["Key"][len(prefix) :].lstrip("/") if prefix else item["Key"]
-        target = root / relative
+    for relative, target in targets.items():
+        item = listed[relative]
         stamp = {"size": item["Size"], "etag": item["ETag"].strip('"')}
         if previous.get(relative) != stamp or not target.is_file() or target.stat().st_size != stamp["size"]:
             _download(client, bucket, item["Key"], target, stamp)
             fetched, bytes_fetched = fetched + 1, bytes_fetched + stamp["size"]
         current[relative] = stamp
-    removed = 0
-    for relative in set(previous) - set(current):  # gone from the bucket: the mirror follows
-        (root / relative).unlink(missing_ok=True)
-        removed += 1
+    for key, reason in sorted(refused.items()):
+        logger.warning("s3 sync refused %r: %s", key, reason)
     partial = state_path.with_suffix(".partial")
     partial.write_text(json.dumps(current, indent=1, sort_keys=True))
     os.replace(partial, state_path)
     return SyncResult(
-        uri=cfg.uri, local_root=str(root), fetched=fetched, unchanged=len(current) - fetched, removed=removed, bytes_fetched=bytes_fetched
+        uri=cfg.uri,
+        local_root=str(root),
+        fetched=fetched,
+        unchanged=len(current) - fetched,
+        removed=removed,
+        bytes_fetched=bytes_fetched,
+        refused=refused,
     )
+
+
+def _relative(key: str, prefix: str) -> str:
+    # No lstrip: a bucket-root key "/etc/x" must keep its empty first segment so it is refused.
+    return key[len(prefix) + 1 :] if prefix else key
+
+
+def _remove_gone(root: Path, gone: set[str], refused: dict[str, str]) -> int:
+    """Follow deletions from the bucket, never touching a path the state file names outside the cache."""
+    removed = 0
+    for relative in sorted(gone):
+        try:
+            target = inside(root, relative)
+        except ValueError as error:
+            refused.setdefault(relative, f"not removed: {error}")
+            continue
+        if target.is_file() or target.is_symlink():
+            target.unlink()
+        removed += 1
+        for parent in target.parents:  # an emptied folder may now be where a file belongs
+            if parent == root or not parent.is_dir() or any(parent.iterdir()):
+                break
+            parent.rmdir()
+    return removed
 
 
 def _list_objects(client, bucket: str, prefix: str):

@@ -15,6 +15,7 @@ WORKDIR /home/mlflow
 COPY docker/requirements-mlflow.txt /tmp/requirements.txt
 RUN pip install --requirement /tmp/requirements.txt && rm /tmp/requirements.txt && pip check
 COPY docker/mlflow-entrypoint.sh /usr/local/bin/mlflow-entrypoint
+COPY docker/mlflow-users.py /usr/local/bin/mlflow-users.py
 
 USER 10001
 EXPOSE 5000

@@ -35,6 +35,16 @@ export MLFLOW_TRACKING_URI=http://127.0.0.1:$MLFLOW_PORT
 LOGS=$STACK_DIR/logs
 PIDS=$STACK_DIR/pids
 
+refuse_placeholders() {  # the example files' change-me values are public: never start with one
+  local name bad=()
+  for name in AWS_SECRET_ACCESS_KEY MLFLOW_TRACKING_PASSWORD PREFECT_API_AUTH_STRING; do
+    case "${!name:-}" in *change-me*) bad+=("$name") ;; esac
+  done
+  if [ ${#bad[@]} -gt 0 ]; then
+    echo "Refusing to start: ${bad[*]} still hold(s) an example value (change-me…); set real secrets." >&2; exit 2
+  fi
+}
+
 launch() {  # name, command...: start in the background, remember the pid, log to a file
   local name=$1; shift
   setsid "$@" >"$LOGS/$name.log" 2>&1 </dev/null &
@@ -79,6 +89,7 @@ start_postgres() {  # sets $backend; loopback only with trust auth: a local deve
 }
 
 start() {
+  refuse_placeholders
   mkdir -p "$LOGS" "$PIDS" "$STACK_DIR/mlflow" "$PREFECT_HOME"
   if [ -n "${STACK_OWNER_PID:-}" ]; then
     setsid "$BIN/python" infra/local/reaper.py "$STACK_OWNER_PID" --pid-dir "$PIDS" >"$LOGS/reaper.log" 2>&1 </dev/null &
@@ -105,6 +116,8 @@ PY
   wait_for prefect "$PREFECT_API_URL/health"
   "$BIN/prefect" work-pool create "$WORK_POOL" --type process --overwrite >/dev/null
   launch worker "$BIN/prefect" worker start --pool "$WORK_POOL"
+  # It holds the S3 secret key: readable by its owner only, from the moment it exists.
+  (umask 077 && : >"$STACK_DIR/env") && chmod 600 "$STACK_DIR/env"
   cat >"$STACK_DIR/env" <<ENV
 export PREFECT_API_URL=$PREFECT_API_URL
 export MLFLOW_TRACKING_URI=$MLFLOW_TRACKING_URI

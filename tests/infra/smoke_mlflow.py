@@ -1,6 +1,9 @@
 """Start the MLflow image's entrypoint (docker/mlflow-entrypoint.sh) outside docker and check
 what the stack relies on: /health answers without credentials, the API demands them, the
-admin from the environment gets in, and an unlisted Host header is refused.
+admin from the environment gets in, and an unlisted Host header is refused. Then
+docker/mlflow-users.py (run twice: it must be idempotent) creates the pipeline's user, which
+can create and manage its own experiments and registered models but not users, and cannot
+change what the admin owns.
 
 Runs with the MLflow image's requirement set on PATH (tests/infra/check_images.sh), on sqlite
 stores and a local artifact folder in place of PostgreSQL and S3. Standard library only.
@@ -9,6 +12,7 @@ stores and a local artifact folder in place of PostgreSQL and S3. Standard libra
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 import socket
@@ -21,7 +25,9 @@ import urllib.request
 from pathlib import Path
 
 ENTRYPOINT = Path(__file__).resolve().parents[2] / "docker" / "mlflow-entrypoint.sh"
+USERS_SCRIPT = ENTRYPOINT.with_name("mlflow-users.py")
 ADMIN_PASSWORD = "smoke-test-admin-password"
+PIPELINE_USER, PIPELINE_PASSWORD = "detector-pipeline", "smoke-test-pipeline-password"
 STARTUP_SECONDS = 120
 
 
@@ -31,9 +37,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def status(url: str, headers: dict[str, str] | None = None) -> int:
+def status(url: str, headers: dict[str, str] | None = None, body: dict | None = None) -> int:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={**(headers or {}), **({"Content-Type": "application/json"} if data else {})})
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=60) as response:
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
@@ -67,6 +75,39 @@ def check(url: str) -> list[str]:
     return [f"{name}: HTTP {got}, expected {want}" for name, got, want in expectations if got != want]
 
 
+def basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def check_pipeline_user(url: str) -> list[str]:
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": url,
+        "MLFLOW_TRACKING_USERNAME": "admin",
+        "MLFLOW_TRACKING_PASSWORD": ADMIN_PASSWORD,
+        "MLFLOW_PIPELINE_USERNAME": PIPELINE_USER,
+        "MLFLOW_PIPELINE_PASSWORD": PIPELINE_PASSWORD,
+    }
+    for attempt in (1, 2):
+        created = subprocess.run([sys.executable, str(USERS_SCRIPT)], env=env, capture_output=True, text=True, timeout=120)
+        if created.returncode != 0:
+            return [f"mlflow-users.py run {attempt} failed: {created.stderr[-1500:]}"]
+    api, admin, pipeline = f"{url}/api/2.0/mlflow", basic("admin", ADMIN_PASSWORD), basic(PIPELINE_USER, PIPELINE_PASSWORD)
+    status(f"{api}/registered-models/create", admin, {"name": "owned-by-admin"})
+    expectations = [
+        ("pipeline creates an experiment", status(f"{api}/experiments/create", pipeline, {"name": "pipeline-experiment"}), 200),
+        ("pipeline creates a registered model", status(f"{api}/registered-models/create", pipeline, {"name": "pipeline-model"}), 200),
+        (
+            "pipeline tags its own model",
+            status(f"{api}/registered-models/set-tag", pipeline, {"name": "pipeline-model", "key": "k", "value": "v"}),
+            200,
+        ),
+        ("pipeline creates a user", status(f"{api}/users/create", pipeline, {"username": "intruder", "password": "intruder-pw"}), 403),
+        ("pipeline deletes the admin's model", status(f"{api}/registered-models/delete", pipeline, {"name": "owned-by-admin"}), 403),
+    ]
+    return [f"{name}: HTTP {got}, expected {want}" for name, got, want in expectations if got != want]
+
+
 def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -85,11 +126,15 @@ def main() -> None:
             server = subprocess.Popen(command, env=env, start_new_session=True, stdout=output, stderr=subprocess.STDOUT)
         try:
             wait_for_health(url, server, log)
-            failures = check(url)
+            failures = check(url) or check_pipeline_user(url)
         finally:
             if server.poll() is None:
                 os.killpg(server.pid, signal.SIGTERM)
-                server.wait(timeout=30)
+                try:
+                    server.wait(timeout=60)
+                except subprocess.TimeoutExpired:  # a loaded host can outlast a clean shutdown
+                    os.killpg(server.pid, signal.SIGKILL)
+                    server.wait(timeout=30)
     if failures:
         raise SystemExit("MLflow image smoke test failed:\n  " + "\n  ".join(failures))
     print(f"mlflow-entrypoint: basic auth, /health and allowed hosts behave on port {port}")

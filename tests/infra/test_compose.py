@@ -14,7 +14,7 @@ from tests.infra.conftest import INFRA_DIR, REPO, compose_binary, tool
 
 COMPOSE_FILE = INFRA_DIR / "compose.yaml"
 EXAMPLE_ENV = INFRA_DIR / "stack.env.example"
-ONE_SHOTS = {"minio-init", "deploy"}
+ONE_SHOTS = {"preflight", "minio-init", "mlflow-users", "deploy"}
 
 
 def compose(*args: str, env_file: bool = True) -> subprocess.CompletedProcess[str]:
@@ -32,7 +32,17 @@ def stack() -> dict:
 
 
 def test_compose_loads_with_the_example_env_file(stack: dict):
-    assert set(stack["services"]) == {"postgres", "minio", "minio-init", "mlflow", "prefect-server", "deploy", "worker"}
+    assert set(stack["services"]) == {
+        "preflight",
+        "postgres",
+        "minio",
+        "minio-init",
+        "mlflow",
+        "mlflow-users",
+        "prefect-server",
+        "deploy",
+        "worker",
+    }
 
 
 def test_compose_refuses_to_start_without_the_credentials_file():
@@ -83,7 +93,8 @@ def test_services_wait_for_healthy_or_finished_dependencies(stack: dict):
         for dependency, condition in service.get("depends_on", {}).items():
             expected = "service_completed_successfully" if dependency in ONE_SHOTS else "service_healthy"
             assert condition["condition"] == expected, (name, dependency)
-    assert set(stack["services"]["worker"]["depends_on"]) == {"deploy", "mlflow"}
+    assert set(stack["services"]["worker"]["depends_on"]) == {"deploy", "mlflow-users"}
+    assert set(stack["services"]["postgres"]["depends_on"]) == set(stack["services"]["minio"]["depends_on"]) == {"preflight"}
     assert set(stack["services"]["mlflow"]["depends_on"]) == {"postgres", "minio-init"}
 
 
@@ -99,13 +110,15 @@ def test_state_lives_in_named_volumes_and_ports_bind_to_loopback(stack: dict):
 def test_mlflow_and_prefect_use_postgresql(stack: dict):
     mlflow_env = stack["services"]["mlflow"]["environment"]
     backend = mlflow_env["MLFLOW_BACKEND_STORE_URI"]
-    assert backend.startswith("postgresql://") and backend.endswith("@postgres:5432/mlflow")
+    assert backend.startswith("postgresql://mlflow:") and backend.endswith("@postgres:5432/mlflow")
+    assert mlflow_env["MLFLOW_AUTH_DATABASE_URI"].startswith("postgresql://mlflow:")
     assert mlflow_env["MLFLOW_AUTH_DATABASE_URI"].endswith("@postgres:5432/mlflow_auth")
     assert mlflow_env["MLFLOW_ARTIFACTS_DESTINATION"] == "s3://detector-artifacts/mlflow"
     prefect_env = stack["services"]["prefect-server"]["environment"]
-    assert prefect_env["PREFECT_API_DATABASE_CONNECTION_URL"].startswith("postgresql+asyncpg://")
+    assert prefect_env["PREFECT_API_DATABASE_CONNECTION_URL"].startswith("postgresql+asyncpg://prefect:")
     databases = stack["configs"]["create-databases"]["content"]
-    assert all(f"CREATE DATABASE {name};" in databases for name in ("mlflow", "mlflow_auth", "prefect"))
+    owners = {"mlflow": "mlflow", "mlflow_auth": "mlflow", "prefect": "prefect"}
+    assert all(f"CREATE DATABASE {name} OWNER {owner};" in databases for name, owner in owners.items())
 
 
 def test_mlflow_accepts_the_host_names_the_stack_uses(stack: dict):
@@ -123,6 +136,61 @@ def test_worker_reaches_the_servers_by_service_name_with_credentials(stack: dict
     env = stack["services"]["worker"]["environment"]
     assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
     assert env["PREFECT_API_URL"] == "http://prefect-server:4200/api"
-    assert env["MLFLOW_TRACKING_PASSWORD"] == read_env_file(EXAMPLE_ENV)["MLFLOW_ADMIN_PASSWORD"]
+    assert env["MLFLOW_TRACKING_USERNAME"] == read_env_file(EXAMPLE_ENV)["MLFLOW_PIPELINE_USERNAME"]
+    assert env["MLFLOW_TRACKING_PASSWORD"] == read_env_file(EXAMPLE_ENV)["MLFLOW_PIPELINE_PASSWORD"]
     assert env["PREFECT_API_AUTH_STRING"] == stack["services"]["prefect-server"]["environment"]["PREFECT_SERVER_API_AUTH_STRING"]
     assert stack["services"]["worker"]["command"][:4] == ["worker", "start", "--pool", "detector-pool"]
+
+
+def _secret_values(service: dict) -> set[str]:
+    return {str(value) for value in service.get("environment", {}).values()}
+
+
+def test_no_service_but_its_database_init_holds_the_postgres_superuser_password(stack: dict):
+    superuser = read_env_file(EXAMPLE_ENV)["POSTGRES_PASSWORD"]
+    holders = {name for name, service in stack["services"].items() if any(superuser in value for value in _secret_values(service))}
+    assert holders == {"preflight", "postgres"}
+
+
+def test_the_worker_holds_neither_the_mlflow_admin_password_nor_a_key_to_the_artifacts(stack: dict):
+    example = read_env_file(EXAMPLE_ENV)
+    worker = _secret_values(stack["services"]["worker"])
+    for secret in ("MLFLOW_ADMIN_PASSWORD", "MLFLOW_S3_SECRET_KEY", "MINIO_ROOT_PASSWORD", "POSTGRES_PASSWORD"):
+        assert example[secret] not in worker, secret
+    assert stack["services"]["worker"]["environment"]["AWS_ACCESS_KEY_ID"] == example["PIPELINE_S3_ACCESS_KEY"]
+    assert stack["services"]["worker"]["environment"]["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == "false"
+
+
+def test_each_s3_key_may_touch_only_its_own_bucket(stack: dict):
+    pipeline = json.loads(stack["configs"]["pipeline-s3-policy"]["content"])
+    server = json.loads(stack["configs"]["mlflow-s3-policy"]["content"])
+    resources = lambda policy: {resource for statement in policy["Statement"] for resource in statement["Resource"]}  # noqa: E731
+    actions = lambda policy: {action for statement in policy["Statement"] for action in statement["Action"]}  # noqa: E731
+    assert resources(pipeline) == {"arn:aws:s3:::detector-data", "arn:aws:s3:::detector-data/*"}
+    assert not any(action.startswith(("s3:Put", "s3:Delete")) for action in actions(pipeline))
+    assert resources(server) == {"arn:aws:s3:::detector-artifacts", "arn:aws:s3:::detector-artifacts/mlflow/*"}
+
+
+def _preflight(stack: dict, values: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The preflight service's own script, run by a real shell with the environment compose gives it."""
+    service = stack["services"]["preflight"]
+    script = service["command"][0].replace("$$", "$")  # `config` keeps compose's escape; `up` removes it
+    return subprocess.run(["/bin/sh", "-ec", script], env={"PATH": "/usr/bin:/bin", **values}, capture_output=True, text=True, timeout=30)
+
+
+def test_preflight_refuses_the_example_secrets_naming_them(stack: dict):
+    result = _preflight(stack, stack["services"]["preflight"]["environment"])
+    assert result.returncode == 1
+    assert "MLFLOW_ADMIN_PASSWORD" in result.stderr and "POSTGRES_PASSWORD" in result.stderr
+    assert "change-me-mlflow-admin" not in result.stderr
+
+
+def test_preflight_passes_real_secrets(stack: dict):
+    replaced = {name: f"real{index}secret" for index, name in enumerate(stack["services"]["preflight"]["environment"])}
+    assert _preflight(stack, replaced).returncode == 0
+
+
+def test_preflight_checks_every_secret_the_example_file_sets(stack: dict):
+    checked = set(stack["services"]["preflight"]["environment"])
+    secrets = {name for name, value in read_env_file(EXAMPLE_ENV).items() if "change-me" in value}
+    assert secrets <= checked, secrets - checked

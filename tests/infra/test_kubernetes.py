@@ -174,3 +174,109 @@ def test_cluster_settings_run_each_stage_as_its_own_job():
     settings = dict(line.split("=", 1) for line in (KUBERNETES_DIR / "settings.env").read_text().splitlines() if "=" in line)
     assert settings["DETECTOR_STAGES"] == "deployments"
     assert settings["PREFECT_RESULTS_LOCAL_STORAGE_PATH"].startswith("/app/work/")  # on the shared volume
+
+
+RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"}
+
+
+def restricted_violations(pod: dict) -> list[str]:
+    """What the `restricted` Pod Security Standard (the namespace enforces it) would reject in a pod spec."""
+    problems = [f"host namespace {key}" for key in ("hostNetwork", "hostPID", "hostIPC") if pod.get(key)]
+    pod_context = pod.get("securityContext", {})
+    for volume in pod.get("volumes", []):
+        if not set(volume) - {"name"} <= RESTRICTED_VOLUMES:
+            problems.append(f"volume {volume['name']} of type {sorted(set(volume) - {'name'})}")
+    for container in pod.get("initContainers", []) + pod["containers"]:
+        name, context = container["name"], container.get("securityContext", {})
+        merged = {**pod_context, **context}
+        if not merged.get("runAsNonRoot") or merged.get("runAsUser") == 0:
+            problems.append(f"{name}: may run as root")
+        if merged.get("seccompProfile", {}).get("type") not in ("RuntimeDefault", "Localhost"):
+            problems.append(f"{name}: no RuntimeDefault seccomp profile")
+        if context.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{name}: allowPrivilegeEscalation is not false")
+        if context.get("privileged"):
+            problems.append(f"{name}: privileged")
+        capabilities = context.get("capabilities", {})
+        if "ALL" not in capabilities.get("drop", []) or set(capabilities.get("add", [])) - {"NET_BIND_SERVICE"}:
+            problems.append(f"{name}: capabilities not dropped to none")
+        if any(port.get("hostPort") for port in container.get("ports", [])):
+            problems.append(f"{name}: host port")
+    return problems
+
+
+def _pod_specs(resources: list[dict]) -> dict[str, dict]:
+    return {
+        f"{resource['kind']}/{resource['metadata']['name']}": resource["spec"]["template"]["spec"]
+        for resource in resources
+        if resource["kind"] in ("Deployment", "Job", "StatefulSet", "DaemonSet")
+    }
+
+
+def _rendered_stack(tmp_path: Path) -> list[dict]:
+    folder = tmp_path / "kubernetes"
+    shutil.copytree(KUBERNETES_DIR, folder)
+    for example in folder.glob("*.env.example"):
+        shutil.copy(example, folder / example.name.removesuffix(".example"))
+    result = subprocess.run([tool("kubectl"), "kustomize", str(folder)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return [document for document in yaml.safe_load_all(result.stdout) if document]
+
+
+def test_the_namespace_enforces_the_restricted_pod_security_standard():
+    namespace = yaml.safe_load((KUBERNETES_DIR / "namespace.yaml").read_text())
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_every_pod_the_stack_and_its_flow_run_jobs_create_meets_the_restricted_standard(tmp_path: Path):
+    pods = _pod_specs(_rendered_stack(tmp_path))
+    assert {"Deployment/mlflow", "Deployment/prefect-worker", "Job/mlflow-users"} <= set(pods)
+    pods["flow-run training job"] = render_job(TRAINING_VALUES)["spec"]["template"]["spec"]
+    pods["flow-run cpu job"] = render_job({"name": "validate"})["spec"]["template"]["spec"]
+    assert {name: restricted_violations(pod) for name, pod in pods.items() if restricted_violations(pod)} == {}
+
+
+def test_the_restricted_check_can_fail():
+    pod = copy.deepcopy(render_job(TRAINING_VALUES)["spec"]["template"]["spec"])
+    del pod["securityContext"]["seccompProfile"]
+    pod["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
+    pod["volumes"].append({"name": "host", "hostPath": {"path": "/"}})
+    assert len(restricted_violations(pod)) == 3
+
+
+def test_worker_and_jobs_log_in_to_mlflow_as_the_pipeline_user_not_the_admin(tmp_path: Path):
+    from components.settings import read_env_file
+
+    pipeline = read_env_file(KUBERNETES_DIR / "credentials.env.example")
+    server = read_env_file(KUBERNETES_DIR / "mlflow-server.env.example")
+    assert pipeline["MLFLOW_TRACKING_USERNAME"] != server["MLFLOW_AUTH_ADMIN_USERNAME"]
+    assert server["MLFLOW_AUTH_ADMIN_PASSWORD"] not in pipeline.values()
+    resources = _rendered_stack(tmp_path)
+    [job] = [resource for resource in resources if resource["kind"] == "Job" and resource["metadata"]["name"] == "mlflow-users"]
+    env = {
+        item["name"]: item["valueFrom"]["secretKeyRef"]
+        for item in job["spec"]["template"]["spec"]["containers"][0]["env"]
+        if "valueFrom" in item
+    }
+    assert env["MLFLOW_TRACKING_PASSWORD"] == {"name": "mlflow-server", "key": "MLFLOW_AUTH_ADMIN_PASSWORD"}
+    assert env["MLFLOW_PIPELINE_PASSWORD"] == {"name": "detector-credentials", "key": "MLFLOW_TRACKING_PASSWORD"}
+
+
+@pytest.mark.parametrize(
+    ("manifest", "secret_file"), [("mlflow.yaml", "mlflow-server.env.example"), ("prefect-worker.yaml", "credentials.env.example")]
+)
+def test_pods_refuse_to_start_with_the_example_secrets(manifest: str, secret_file: str):
+    from components.settings import read_env_file
+
+    deployment = [document for document in yaml.safe_load_all((KUBERNETES_DIR / manifest).read_text()) if document["kind"] == "Deployment"][
+        0
+    ]
+    [check] = deployment["spec"]["template"]["spec"]["initContainers"]
+    assert {"secretRef": {"name": check["envFrom"][0]["secretRef"]["name"]}} in deployment["spec"]["template"]["spec"]["containers"][0][
+        "envFrom"
+    ]
+    example = read_env_file(KUBERNETES_DIR / secret_file)
+    refused = subprocess.run(check["command"], env={"PATH": "/usr/bin:/bin", **example}, capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 1 and "change-me-" not in refused.stderr and "_PASSWORD" in refused.stderr
+    real = {name: value.replace("change-me", "s3cr3t") for name, value in example.items()}
+    assert subprocess.run(check["command"], env={"PATH": "/usr/bin:/bin", **real}, capture_output=True, timeout=30).returncode == 0

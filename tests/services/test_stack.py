@@ -173,3 +173,7 @@ def test_mlflow_on_postgresql_keeps_runs_and_versions_in_the_database(tmp_path: 
         subprocess.run(["bash", str(SCRIPT), "stop"], env=env, capture_output=True, timeout=120)
     with pytest.raises(psycopg2.OperationalError):  # `stop` ends PostgreSQL too
         psycopg2.connect(host="127.0.0.1", port=pg_port, user="mlflow", dbname="mlflow", connect_timeout=5)
+
+
+def test_the_env_file_holding_the_s3_secret_is_readable_by_its_owner_only(stack: dict[str, str]):
+    assert (Path(stack["STACK_DIR"]) / "env").stat().st_mode & 0o777 == 0o600
