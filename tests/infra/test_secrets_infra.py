@@ -19,3 +19,9 @@ def test_services_script_refuses_an_example_secret_before_starting_anything(tmp_
     result = subprocess.run(["bash", str(SERVICES_SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=60, cwd=REPO)
     assert result.returncode == 2
     assert "AWS_SECRET_ACCESS_KEY" in result.stderr and not stack_dir.exists()
+
+
+def test_pipeline_images_switch_pickle_deserialization_off():
+    for name in ("cpu", "gpu"):
+        dockerfile = (REPO / "docker" / f"{name}.Dockerfile").read_text()
+        assert "MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false" in dockerfile, name
