@@ -91,7 +91,7 @@ def test_champion_on_other_data_is_not_compared(tracking_store):
 def test_versions_carry_a_few_tags_and_all_metrics_in_one(tracking_store):
     result = _register(0.7)
     version = MlflowClient().get_model_version(NAME, result.version)
-    assert set(version.tags) == {"variant", "dataset_fingerprint", "threshold", "primary_metric", "metrics", "decision"}
+    assert set(version.tags) == {"variant", "dataset_fingerprint", "threshold", "primary_metric", "metrics", "decision", "model_sha256"}
     assert version.tags["variant"] == "improved" and version.tags["dataset_fingerprint"] == "data-a"
     assert json.loads(version.tags["metrics"]) == {"test_accuracy": 0.5, "test_auc": 0.7} and float(version.tags["threshold"]) == 0.5
     assert version.tags["primary_metric"] == "test_auc=0.7000" and version.tags["decision"] == "promoted"
