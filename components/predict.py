@@ -78,7 +78,16 @@ def _image_paths(target: Path) -> list[Path]:
 
 def _as_trained(path: Path, manifest: dict) -> np.ndarray:
     encoding = manifest["encoding"]
-    job = (str(path), manifest["image_size"], encoding["codec"], encoding["jpeg_quality"] or 95, MAX_PIXELS, None, 0)
+    job = (
+        str(path),
+        manifest["image_size"],
+        encoding["codec"],
+        encoding["jpeg_quality"] or 95,
+        MAX_PIXELS,
+        None,
+        0,
+        manifest.get("fit", "resize"),
+    )
     return np.asarray(Image.open(io.BytesIO(prepare_example(job))).convert("RGB"), dtype=np.float32)
 
 

@@ -25,6 +25,7 @@ from sklearn.model_selection import train_test_split
 
 from components.cli_support import component_main
 from components.config import AugmentConfig, DataConfig, Strict, fingerprint
+from components.fit import TRAIN_CROP_MARGIN
 from components.images import prepare_example
 from components.records import MANIFEST_NAME, serialize, shard_name
 
@@ -83,6 +84,8 @@ def shard_key(cfg: ShardConfig) -> str:
     ]
     if data.premade_copies:
         relevant.append(cfg.augment.model_dump())
+    if data.fit != "resize":  # appended only then, so shards written before `fit` existed keep their key
+        relevant.append(data.fit)
     return fingerprint(MANIFEST_VERSION, cfg.dataset_fingerprint, relevant)
 
 
@@ -110,8 +113,19 @@ def _write_split(split: str, examples: list[tuple[str, int]], cfg: ShardConfig, 
     records = [(path, label, copy) for path, label in examples for copy in range(max(copies, 1))]
     if split == "train":
         random.Random(data.seed).shuffle(records)  # mixes the classes within every shard
+    margin = TRAIN_CROP_MARGIN if split == "train" and data.fit == "crop" else 1
     jobs = [
-        (path, data.image_size, data.encoding, data.jpeg_quality, data.max_image_pixels, policy, data.seed * 1_000_003 + index)
+        (
+            path,
+            data.image_size,
+            data.encoding,
+            data.jpeg_quality,
+            data.max_image_pixels,
+            policy,
+            data.seed * 1_000_003 + index,
+            data.fit,
+            margin,
+        )
         for index, (path, _, _) in enumerate(records)
     ]
     count = max(1, math.ceil(len(records) / data.images_per_shard))
@@ -140,6 +154,7 @@ def _manifest(cfg: ShardConfig, key: str, splits: dict[str, dict]) -> dict:
         "positive_class": data.positive_class,
         "generated_class": data.generated_class,
         "image_size": data.image_size,
+        "fit": data.fit,
         "encoding": {"codec": data.encoding, "jpeg_quality": data.jpeg_quality if data.encoding == "jpeg" else None},
         "split": {"seed": data.seed, "val_fraction": data.val_fraction, "stratified": True},
         "augmentation": {
