@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -37,9 +38,11 @@ def test_shards_record_the_fit_and_training_crops_to_size(tiny_data_config: Data
     data = tiny_data_config.model_copy(update={"fit": "crop"})
     work_dir = str(tmp_path / "work")
     validated = validate.run(validate.ValidateConfig(data=data, work_dir=work_dir))
-    config = shard.ShardConfig(data=data, report_path=validated.report_path, dataset_fingerprint=validated.dataset_fingerprint, work_dir=work_dir)
+    config = shard.ShardConfig(
+        data=data, report_path=validated.report_path, dataset_fingerprint=validated.dataset_fingerprint, work_dir=work_dir
+    )
     result = shard.run(config)
-    assert json.loads(open(result.manifest_path).read())["fit"] == "crop"
+    assert json.loads(Path(result.manifest_path).read_text())["fit"] == "crop"
     resized = shard.ShardConfig(**{**config.model_dump(), "data": tiny_data_config})
     assert shard.shard_key(resized) != result.shard_key
     images, _ = next(iter(make_dataset(result.manifest_path, "train", 4, training=True, dtype=tf.uint8)))
