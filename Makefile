@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint check-infra clean services services-stop bench
+.PHONY: install demo test test-fast lint check-infra clean services services-stop bench quality
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,13 @@ test-fast: $(STAMP)
 # Every benchmark figure in one run: prints a table, writes bench/results.json (bench/README.md).
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Detection quality on real images (README "Detection quality on real images"): trains on
+# QUALITY_DATA, prints the comparison, robustness and calibration tables.
+QUALITY_DATA ?= ../shared/data/cifake-dev
+QUALITY_ARGS ?=
+quality: $(STAMP)
+	$(BIN)/python -m flows.quality --data $(QUALITY_DATA) $(QUALITY_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

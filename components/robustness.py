@@ -23,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  after the backend is chosen
 
 Condition = Callable[[np.ndarray], np.ndarray]
+CONDITION_NAMES = ("clean", "jpeg_q90", "jpeg_q75", "jpeg_q50", "downup_0.5", "blur_sigma1", "own_resize")
 
 
 def conditions(image_size: int, fit: str) -> dict[str, Condition]:
