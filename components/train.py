@@ -67,7 +67,8 @@ def run(cfg: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback] = 
         val = make_dataset(cfg.manifest_path, "val", placement.global_batch_size, dtype=tf.uint8)
         for stage, end, fresh in stages.plan(fit, state["epoch"]):
             if stage is not None and fresh:
-                stages.enter(model, fit, stage, lambda m, rate: _compile(m, rate, placement.jit_compile), placement.learning_rate)
+                with accelerator.building(placement):  # the new optimizer's variables land on the replicas
+                    stages.enter(model, fit, stage, lambda m, rate: _compile(m, rate, placement.jit_compile), placement.learning_rate)
                 # A new stage is a new optimisation: patience and plateau counters start over.
                 state["counters"] = {name: value for name, value in state["counters"].items() if name == "checkpoint"}
             model.fit(

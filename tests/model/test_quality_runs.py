@@ -22,8 +22,8 @@ pytestmark = pytest.mark.slow
 
 class CrashInSecondStage(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
-        if epoch == 1:
-            raise RuntimeError("simulated crash after epoch 2")
+        if epoch == 2:
+            raise RuntimeError("simulated crash after epoch 3, the first of stage 2")
 
 
 def test_preserve_stem_keeps_resolution_and_parameter_count():
@@ -38,19 +38,20 @@ def test_staged_run_logs_one_epoch_axis_and_resumes_inside_its_stage(tiny_data_c
     overrides = {
         "data": tiny_data_config.model_dump(),
         "work_dir": str(tmp_path / "work"),
-        "variant": {"fit": {"epochs": 3, "batch_size": 16, "precise_bn_batches": 2}},
+        "variant": {"fit": {"epochs": 6, "batch_size": 16, "precise_bn_batches": 2}},
     }
     cfg = train.TrainConfig(pipeline=build_config("staged", "demo", overrides), manifest_path=manifest_path)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train.run(cfg, extra_callbacks=[CrashInSecondStage()])
     result = train.run(cfg)
-    assert (result.resumed_at_epoch, result.epochs_completed) == (2, 3)
+    assert (result.resumed_at_epoch, result.epochs_completed) == (3, 6)
     stages = MlflowClient().get_metric_history(result.run_id, "stage")
-    assert sorted((point.step, point.value) for point in stages) == [(0, 1.0), (1, 2.0), (2, 3.0)]
-    rates = sorted((point.step, point.value) for point in MlflowClient().get_metric_history(result.run_id, "learning_rate"))
-    assert rates[1][1] == pytest.approx(rates[0][1] * 0.1) and rates[2][1] == pytest.approx(rates[0][1] * 0.01)
+    assert [point.value for point in sorted(stages, key=lambda point: point.step)] == [1.0, 1.0, 2.0, 2.0, 3.0, 3.0]
+    rates = [point.value for point in sorted(MlflowClient().get_metric_history(result.run_id, "learning_rate"), key=lambda p: p.step)]
+    # Epoch 4 ran after the resume, still inside stage 2 at its rate.
+    assert rates[2] == rates[3] == pytest.approx(rates[0] * 0.1) and rates[4] == pytest.approx(rates[0] * 0.01)
     state = json.loads((Path(result.model_path).parent / "state.json").read_text())
-    assert [row["stage"] for row in state["history"]] == [1.0, 2.0, 3.0]
+    assert [row["stage"] for row in state["history"]] == [1.0, 1.0, 2.0, 2.0, 3.0, 3.0]
 
 
 def test_evaluation_logs_robustness_calibration_and_gallery(tiny_data_config: DataConfig, manifest_path, tmp_path, tracking_store):
