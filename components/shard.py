@@ -109,7 +109,8 @@ def split_examples(cfg: ShardConfig) -> dict[str, list[tuple[str, int]]]:
 def _write_split(split: str, examples: list[tuple[str, int]], cfg: ShardConfig, folder: Path, pool: ProcessPoolExecutor) -> dict:
     data = cfg.data
     copies = data.premade_copies if split == "train" and data.premade_copies else 0
-    policy = cfg.augment.model_dump() if copies else None
+    # Only the geometric warp is baked in; JPEG and blur (components/degrade.py) stay live.
+    policy = cfg.augment.model_dump(include={"rotation_degrees", "shift_fraction", "horizontal_flip"}) if copies else None
     records = [(path, label, copy) for path, label in examples for copy in range(max(copies, 1))]
     if split == "train":
         random.Random(data.seed).shuffle(records)  # mixes the classes within every shard
