@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 KFP_VENV := .venv-kfp
 KFP_STAMP := $(KFP_VENV)/.installed
 
-.PHONY: install demo test test-fast lint check-infra clean services services-stop bench kfp-env
+.PHONY: install demo test test-fast lint check-infra clean services services-stop bench kfp-env quality
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ test-fast: $(STAMP) $(KFP_STAMP)
 # Every benchmark figure in one run: prints a table, writes bench/results.json (bench/README.md).
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Detection quality on real images (README "Detection quality on real images"): trains on
+# QUALITY_DATA, prints the comparison, robustness and calibration tables.
+QUALITY_DATA ?= ../shared/data/cifake-dev
+QUALITY_ARGS ?=
+quality: $(STAMP)
+	$(BIN)/python -m flows.quality --data $(QUALITY_DATA) $(QUALITY_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -61,6 +61,12 @@ class DataConfig(Strict):
     decode_memory_mb: int = Field(1024, ge=64)
     # Pre-augmented copies of each training image, for hosts whose CPUs can't augment live.
     premade_copies: int = Field(0, ge=0)
+    fit: Literal["resize", "crop", "pad"] = Field(
+        "resize",
+        description="How an image meets image_size. resize: resample (the report). crop: random crops in training, the centre "
+        "crop at test. pad: images at or below image_size are padded, larger ones shrunk to fit. crop and pad never resample "
+        "an image that is already at or below image_size (components/fit.py).",
+    )
 
     @field_validator("image_size")
     @classmethod
@@ -102,6 +108,11 @@ class AugmentConfig(Strict):
     rotation_degrees: float = Field(15.0, ge=0, le=180)
     shift_fraction: float = Field(0.1, ge=0, lt=1)
     horizontal_flip: bool = True
+    # CNNDetection's robustness augmentation (components/degrade.py), each applied with its probability.
+    jpeg_probability: float = Field(0.0, ge=0, le=1)
+    jpeg_quality_range: tuple[int, int] = (30, 100)
+    blur_probability: float = Field(0.0, ge=0, le=1)
+    blur_sigma_range: tuple[float, float] = (0.0, 3.0)
 
 
 class ModelConfig(Strict):
@@ -113,6 +124,8 @@ class ModelConfig(Strict):
     # 'unit' is the report's 1/255 scaling; 'imagenet' is the caffe-style preprocess_input the
     # ImageNet weights were trained with.
     preprocessing: Literal["unit", "imagenet"] = "unit"
+    # 'preserve' drops conv1's stride and the max-pool (components/model.py), for small images.
+    stem: Literal["standard", "preserve"] = "standard"
 
     @field_validator("head_units")
     @classmethod
@@ -120,6 +133,20 @@ class ModelConfig(Strict):
         if not value or min(value) < 1:
             raise ValueError(f"must be one or more positive widths. Received: head_units={value}")
         return value
+
+
+# ResNet50 without its top has 175 layers (the input included); the last 34 are stage conv5.
+RESNET50_LAYERS = 175
+CONV5_LAYERS = 34
+
+
+class StageConfig(Strict):
+    """One step of staged fine-tuning: its share of fit.epochs, how deep it trains, and its rate
+    relative to fit.learning_rate. Shares, not epochs, so `fit.epochs=6` still gives three steps."""
+
+    share: float = Field(1.0, gt=0)
+    trainable_backbone_layers: int = Field(ge=0)
+    learning_rate_factor: float = Field(1.0, gt=0)
 
 
 class FitConfig(Strict):
@@ -155,6 +182,25 @@ class FitConfig(Strict):
         "auto", description="mixed_float16 compute with float32 variables and output layer; auto: on with a GPU."
     )
     xla: Literal["auto", "on", "off"] = Field("auto", description="XLA-compiled train step; auto: Keras' rule, on with a GPU.")
+    stages: tuple[StageConfig, ...] = Field((), description="Staged fine-tuning (components/stages.py); empty trains in one step.")
+
+    @model_validator(mode="after")
+    def _one_epoch_per_stage(self) -> FitConfig:
+        if len(self.stages) > self.epochs:
+            raise ValueError(
+                f"fit.epochs must give every one of the {len(self.stages)} stages an epoch. Received: fit.epochs={self.epochs}"
+            )
+        return self
+
+    def stage_ends(self) -> list[int]:
+        """The epoch at which each stage ends, its share of `epochs` rounded, each at least one."""
+        total, ends, shares = sum(stage.share for stage in self.stages), [], 0.0
+        for index, stage in enumerate(self.stages):
+            shares += stage.share
+            remaining = len(self.stages) - index - 1
+            end = max(round(self.epochs * shares / total), (ends[-1] if ends else 0) + 1)
+            ends.append(min(end, self.epochs - remaining))
+        return ends
 
 
 class VariantConfig(Strict):
@@ -177,7 +223,20 @@ IMPROVED = BASELINE.with_changes(
     },
     augment={"rotation_degrees": 20.0, "shift_fraction": 0.2},
 )
-VARIANTS: dict[str, VariantConfig] = {"baseline": BASELINE, "improved": IMPROVED}
+# Kroiß & Reschke (arXiv 2503.11389): head alone on the frozen backbone, then the top blocks at
+# a tenth of the rate, then everything at a hundredth; ImageNet preprocessing as their weights expect.
+STAGED = IMPROVED.with_changes(
+    name="staged",
+    model={"preprocessing": "imagenet"},
+    fit={
+        "stages": (
+            {"trainable_backbone_layers": 0, "learning_rate_factor": 1.0},
+            {"trainable_backbone_layers": CONV5_LAYERS, "learning_rate_factor": 0.1},
+            {"trainable_backbone_layers": RESNET50_LAYERS, "learning_rate_factor": 0.01},
+        )
+    },
+)
+VARIANTS: dict[str, VariantConfig] = {"baseline": BASELINE, "improved": IMPROVED, "staged": STAGED}
 
 
 class TrackingConfig(Strict):
@@ -257,10 +316,27 @@ PROFILES: dict[str, dict[str, Any]] = {
             "fit": {"precise_bn_batches": 8},
         },
     },
+    # Training without pretrained weights (components/model.py warns when random layers stay frozen):
+    # every layer trains; 32 px kept as stored (pad never resamples) and PNG, so no second JPEG pass;
+    # the preserve stem keeps conv1 and the max-pool from discarding 15 of 16 pixels. Flips keep
+    # the content; rotations and shifts resample, so they are off.
+    "scratch": {
+        "data": {"image_size": 32, "fit": "pad", "encoding": "png", "images_per_shard": 1024},
+        "variant": {
+            "model": {
+                "backbone_weights": "none",
+                "trainable_backbone_layers": RESNET50_LAYERS,
+                "preprocessing": "imagenet",
+                "stem": "preserve",
+            },
+            "augment": {"rotation_degrees": 0.0, "shift_fraction": 0.0, "horizontal_flip": True},
+            "fit": {"epochs": 4, "batch_size": 64, "learning_rate": 1e-3, "precise_bn_batches": 8},
+        },
+    },
 }
 # Demo epochs per variant: six is where the improved variant levels off here, and two variants
 # at six epochs fit in the 15 minutes the demo may take on 2 cores.
-DEMO_EPOCHS = {"baseline": 6, "improved": 6}
+DEMO_EPOCHS = {"baseline": 6, "improved": 6, "staged": 6}
 
 
 def build_config(variant: str = "improved", profile: str = "full", overrides: dict[str, Any] | None = None) -> PipelineConfig:

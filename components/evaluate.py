@@ -14,7 +14,7 @@ import keras
 import mlflow
 import numpy as np
 
-from components import loading, plots
+from components import loading, plots, trust
 from components.cli_support import component_main
 from components.config import Strict
 from components.metrics import classification_metrics, ranking_metrics, youden_threshold
@@ -64,11 +64,14 @@ def run(cfg: EvaluateConfig) -> EvaluateResult:
     metrics_path.write_text(json.dumps(report, indent=2))
     pictures = _pictures(report, manifest["class_names"], test_true, test_scores, out_dir)
     flat = flat_test_metrics(report)
+    trusted, trust_pictures, trust_summary = trust.assess(model, manifest, cfg.manifest_path, test_true, test_scores, threshold, out_dir)
+    (out_dir / "trust.json").write_text(json.dumps(trust_summary, indent=2))
     if cfg.run_id:
         with mlflow.start_run(run_id=cfg.run_id):
-            mlflow.log_metrics(flat)
+            mlflow.log_metrics({**flat, **trusted})
             mlflow.log_artifact(str(metrics_path), artifact_path="evaluation")
-            for picture in pictures:
+            mlflow.log_artifact(str(out_dir / "trust.json"), artifact_path="evaluation")
+            for picture in [*pictures, *trust_pictures]:
                 mlflow.log_artifact(str(picture), artifact_path="plots")
     return EvaluateResult(metrics_path=str(metrics_path), positive_class=manifest["positive_class"], threshold=threshold, test=flat)
 

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from components.fit import fit_image
+
 # Modes that map onto RGB without losing meaning. 16-bit and float modes ("I;16", "I", "F")
 # would need a tone mapping we can't choose for the user, so they are quarantined instead.
 CONVERTIBLE_MODES = {"RGB", "RGBA", "RGBX", "L", "LA", "P", "PA", "CMYK", "YCbCr", "1", "LAB", "HSV"}
@@ -203,9 +205,9 @@ def _normalise(image: Image.Image) -> tuple[Image.Image, list[str]]:
     return image, steps
 
 
-def encode(image: Image.Image, size: int, encoding: str, quality: int) -> bytes:
-    """Resize to size×size and re-encode, identically for both classes (see DESIGN: codec bias)."""
-    if image.size != (size, size):
+def encode(image: Image.Image, size: int | None, encoding: str, quality: int) -> bytes:
+    """Resize to size×size (None keeps the size) and re-encode, identically for both classes (see DESIGN: codec bias)."""
+    if size is not None and image.size != (size, size):
         image = image.resize((size, size), Image.Resampling.BILINEAR)
     buffer = io.BytesIO()
     if encoding == "jpeg":
@@ -239,12 +241,16 @@ def random_affine(
     return padded.transform(image.size, Image.Transform.AFFINE, coefficients, resample=Image.Resampling.BILINEAR)
 
 
-def prepare_example(job: tuple[str, int, str, int, int, dict | None, int]) -> bytes:
-    """Shard-time work for one record, run in a worker process: decode, (augment), re-encode."""
-    path, size, encoding, quality, max_pixels, augment_policy, seed = job
+def prepare_example(job: tuple) -> bytes:
+    """Shard-time work for one record, run in a worker process: decode, fit, (augment), re-encode.
+
+    job: (path, size, encoding, quality, max_pixels, augment_policy, seed[, fit, margin]); the
+    last two default to the report's resize."""
+    path, size, encoding, quality, max_pixels, augment_policy, seed, *fitting = job
+    fit = fitting[0] if fitting else "resize"
+    margin = fitting[1] if len(fitting) > 1 else 1
     image, _ = load_rgb(Path(path), max_pixels)
-    if image.size != (size, size):
-        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    image = fit_image(image, size, fit, margin)
     if augment_policy is not None:
         image = random_affine(image, rng=random.Random(seed), **augment_policy)
-    return encode(image, size, encoding, quality)
+    return encode(image, None if fit == "crop" else size, encoding, quality)

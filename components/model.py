@@ -8,12 +8,13 @@ into the probability that an image is AI-generated.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from components.config import ModelConfig
+from components.config import RESNET50_LAYERS, ModelConfig
 
 # Caffe-style means (BGR) that keras.applications.resnet50.preprocess_input subtracts.
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
@@ -30,6 +31,19 @@ class ImageNetPreprocess(keras.layers.Layer):
     def call(self, inputs):
         bgr = keras.ops.flip(inputs, axis=-1)
         return bgr - keras.ops.convert_to_tensor(IMAGENET_BGR_MEAN, dtype=inputs.dtype)
+
+
+class FrozenRandomFeatures(UserWarning):
+    """Frozen layers without pretrained weights stay random noise. A warning, not an error, so the
+    report's variants still run offline exactly as defined (the demo profile); not a
+    DetectorWarning, because the test suite runs those variants on purpose."""
+
+    def __init__(self, frozen: int, trainable: int) -> None:
+        super().__init__(
+            f"model.backbone_weights='none' with model.trainable_backbone_layers={trainable}: {frozen} backbone layers stay frozen "
+            f"at random initialisation. Train every layer (the scratch profile, trainable_backbone_layers={RESNET50_LAYERS}) or "
+            "give pretrained weights."
+        )
 
 
 def build_model(cfg: ModelConfig, image_size: int) -> keras.Model:
@@ -63,13 +77,35 @@ def _backbone(cfg: ModelConfig, image_size: int) -> keras.Model:
         if weights != "imagenet":
             raise
         raise RuntimeError(f"Could not download the ImageNet ResNet50 weights ({error}). {WEIGHTS_HELP}") from error
+    if cfg.stem == "preserve":
+        backbone = preserve_resolution(backbone)
     layer_count = len(backbone.layers)
     if cfg.trainable_backbone_layers > layer_count:
         raise ValueError(f"ResNet50 has {layer_count} layers. Received: model.trainable_backbone_layers={cfg.trainable_backbone_layers}")
+    if weights is None and 0 < layer_count - cfg.trainable_backbone_layers:
+        warnings.warn(FrozenRandomFeatures(layer_count - cfg.trainable_backbone_layers, cfg.trainable_backbone_layers), stacklevel=3)
     backbone.trainable = cfg.trainable_backbone_layers > 0
     for layer in backbone.layers[: layer_count - cfg.trainable_backbone_layers]:
         layer.trainable = False
     return backbone
+
+
+def preserve_resolution(backbone: keras.Model) -> keras.Model:
+    """The same ResNet50 with conv1 at stride 1 and the stem's max-pool an identity (Gragnaniello
+    et al. 2021): at 32 px the standard stem throws away 15 of every 16 pixels, and with them the
+    generator's highest-frequency traces. Same layers, same weights, same parameter count."""
+
+    def rebuilt(layer: keras.layers.Layer) -> keras.layers.Layer:
+        config = layer.get_config()
+        if layer.name == "conv1_conv":
+            return type(layer).from_config({**config, "strides": (1, 1)})
+        if layer.name in ("pool1_pad", "pool1_pool"):
+            return keras.layers.Identity(name=layer.name)
+        return type(layer).from_config(config)
+
+    clone = keras.models.clone_model(backbone, clone_function=rebuilt)
+    clone.set_weights(backbone.get_weights())
+    return clone
 
 
 def _resolve_weights(name: str) -> str | None:

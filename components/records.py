@@ -13,6 +13,8 @@ from typing import Any
 
 import tensorflow as tf
 
+from components import degrade
+
 IMAGE_KEY = "image/encoded"
 LABEL_KEY = "image/class/label"
 SOURCE_KEY = "image/source"
@@ -132,14 +134,29 @@ def make_dataset(
         batches = tf.data.Dataset.zip(batches, seeds).map(
             lambda batch, pair: (fused_augment(batch[0], policy, pair), batch[1]), num_parallel_calls=tf.data.AUTOTUNE
         )
+    if training and degrade.is_active(policy):
+        batches = _with_degradation(batches, policy, seed)
     if dtype != tf.uint8:
         batches = batches.map(lambda images, labels: (tf.cast(images, dtype), labels), num_parallel_calls=tf.data.AUTOTUNE)
     return batches.prefetch(tf.data.AUTOTUNE)
 
 
+def _with_degradation(batches: tf.data.Dataset, policy: dict[str, Any], seed: int) -> tf.data.Dataset:
+    """components/degrade.py's JPEG and blur augmentation, on the reader's CPU threads."""
+    seeds = tf.data.Dataset.random(seed=seed + 7, rerandomize_each_iteration=True).batch(2)
+
+    def apply(images: tf.Tensor, labels: tf.Tensor, pair: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        degraded = tf.numpy_function(lambda batch, key: degrade.degrade_batch(batch, policy, key), [images, pair], tf.uint8)
+        return tf.ensure_shape(degraded, images.shape), labels
+
+    return tf.data.Dataset.zip(batches, seeds).map(lambda batch, pair: apply(*batch, pair), num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def _decoded_batches(manifest: dict[str, Any], folder: Path, split: str, batch_size: int, training: bool, seed: int) -> tf.data.Dataset:
     paths = [str(folder / name) for name in manifest["splits"][split]["files"]]
     size = manifest["image_size"]
+    # Only training shards of `fit: crop` hold images larger than the model (components/fit.py).
+    random_crop = training and manifest.get("fit") == "crop"
     files = tf.data.Dataset.from_tensor_slices(paths)
     if training:
         files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
@@ -152,7 +169,7 @@ def _decoded_batches(manifest: dict[str, Any], folder: Path, split: str, batch_s
     def parse(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         example = tf.io.parse_single_example(serialized, READ_SPEC)
         image = tf.io.decode_image(example[IMAGE_KEY], channels=3, expand_animations=False)
-        image = tf.ensure_shape(image, [size, size, 3])
+        image = tf.image.random_crop(image, [size, size, 3], seed=seed) if random_crop else tf.ensure_shape(image, [size, size, 3])
         return image, tf.reshape(tf.cast(example[LABEL_KEY], tf.float32), [1])
 
     # Training takes records in whatever order they decode: shuffled anyway, and no head-of-line wait.

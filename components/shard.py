@@ -24,6 +24,7 @@ from sklearn.model_selection import train_test_split
 from components import publish
 from components.cli_support import component_main
 from components.config import AugmentConfig, DataConfig, Strict, fingerprint
+from components.fit import TRAIN_CROP_MARGIN
 from components.guard import Guard, guarded
 from components.images import prepare_example, printable
 from components.records import MANIFEST_NAME, serialize, shard_name
@@ -85,6 +86,8 @@ def shard_key(cfg: ShardConfig) -> str:
     ]
     if data.premade_copies:
         relevant.append(cfg.augment.model_dump())
+    if data.fit != "resize":  # appended only then, so shards written before `fit` existed keep their key
+        relevant.append(data.fit)
     return fingerprint(MANIFEST_VERSION, cfg.dataset_fingerprint, relevant)
 
 
@@ -108,12 +111,24 @@ def split_examples(cfg: ShardConfig) -> dict[str, list[tuple[str, int]]]:
 def _write_split(split: str, examples: list[tuple[str, int]], cfg: ShardConfig, folder: Path, guard: Guard) -> dict:
     data = cfg.data
     copies = data.premade_copies if split == "train" and data.premade_copies else 0
-    policy = cfg.augment.model_dump() if copies else None
+    # Only the geometric warp is baked in; JPEG and blur (components/degrade.py) stay live.
+    policy = cfg.augment.model_dump(include={"rotation_degrees", "shift_fraction", "horizontal_flip"}) if copies else None
     records = [(path, label, copy) for path, label in examples for copy in range(max(copies, 1))]
     if split == "train":
         random.Random(data.seed).shuffle(records)  # mixes the classes within every shard
+    margin = TRAIN_CROP_MARGIN if split == "train" and data.fit == "crop" else 1
     jobs = [
-        (path, data.image_size, data.encoding, data.jpeg_quality, data.max_image_pixels, policy, data.seed * 1_000_003 + index)
+        (
+            path,
+            data.image_size,
+            data.encoding,
+            data.jpeg_quality,
+            data.max_image_pixels,
+            policy,
+            data.seed * 1_000_003 + index,
+            data.fit,
+            margin,
+        )
         for index, (path, _, _) in enumerate(records)
     ]
     count = max(1, math.ceil(len(records) / data.images_per_shard))
@@ -150,6 +165,7 @@ def _manifest(cfg: ShardConfig, key: str, splits: dict[str, dict]) -> dict:
         "positive_class": data.positive_class,
         "generated_class": data.generated_class,
         "image_size": data.image_size,
+        "fit": data.fit,
         "encoding": {"codec": data.encoding, "jpeg_quality": data.jpeg_quality if data.encoding == "jpeg" else None},
         "split": {"seed": data.seed, "val_fraction": data.val_fraction, "stratified": True},
         "augmentation": {

@@ -20,7 +20,7 @@ import tensorflow as tf
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
-from components import accelerator, plots
+from components import accelerator, plots, stages
 from components.callbacks import EpochState, PreciseBatchNorm, load_state
 from components.cli_support import component_main
 from components.config import FitConfig, ModelConfig, PipelineConfig, Strict, fingerprint, flatten
@@ -65,17 +65,22 @@ def run(cfg: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback] = 
         # uint8 batches: a quarter of the bytes to the device; the model casts them there.
         train = make_dataset(cfg.manifest_path, "train", placement.global_batch_size, training=True, seed=fit.seed, dtype=tf.uint8)
         val = make_dataset(cfg.manifest_path, "val", placement.global_batch_size, dtype=tf.uint8)
-        callbacks = _callbacks(cfg, run_dir, state, placement.global_batch_size)
-        model.fit(
-            train,
-            validation_data=val,
-            epochs=fit.epochs,
-            initial_epoch=state["epoch"],
-            callbacks=[*callbacks, *extra_callbacks],
-            verbose=2,
-            shuffle=False,  # the reader already shuffles files and records
-        )
-        state = load_state(run_dir)
+        for stage, end, fresh in stages.plan(fit, state["epoch"]):
+            if stage is not None and fresh:
+                with accelerator.building(placement):  # the new optimizer's variables land on the replicas
+                    stages.enter(model, fit, stage, lambda m, rate: _compile(m, rate, placement.jit_compile), placement.learning_rate)
+                # A new stage is a new optimisation: patience and plateau counters start over.
+                state["counters"] = {name: value for name, value in state["counters"].items() if name == "checkpoint"}
+            model.fit(
+                train,
+                validation_data=val,
+                epochs=end,
+                initial_epoch=state["epoch"],
+                callbacks=[stages.StageMarker(stage), *_callbacks(cfg, run_dir, state, placement.global_batch_size), *extra_callbacks],
+                verbose=2,
+                shuffle=False,  # the reader already shuffles files and records
+            )
+            state = load_state(run_dir)
         if fit.best_checkpoint_metric and (run_dir / "best.keras").is_file():
             with accelerator.building(placement):
                 model = keras.models.load_model(run_dir / "best.keras")
@@ -155,10 +160,15 @@ def compile_model(model_cfg: ModelConfig, fit: FitConfig, image_size: int, place
     """The variant's model with the report's optimizer, loss and metrics, at the placement's
     learning rate and XLA setting (the config's own values without one)."""
     model = build_model(model_cfg, image_size)
+    _compile(model, placement.learning_rate if placement else fit.learning_rate, placement.jit_compile if placement else "auto")
+    return model
+
+
+def _compile(model: keras.Model, learning_rate: float, jit_compile: bool | str) -> None:
     model.compile(
-        optimizer=keras.optimizers.Adam(placement.learning_rate if placement else fit.learning_rate),
+        optimizer=keras.optimizers.Adam(learning_rate),
         loss="binary_crossentropy",
-        jit_compile=placement.jit_compile if placement else "auto",
+        jit_compile=jit_compile,
         metrics=[
             keras.metrics.BinaryAccuracy(name="accuracy"),
             keras.metrics.AUC(name="auc"),
@@ -166,7 +176,6 @@ def compile_model(model_cfg: ModelConfig, fit: FitConfig, image_size: int, place
             keras.metrics.Recall(name="recall"),
         ],
     )
-    return model
 
 
 def _callbacks(cfg: TrainConfig, run_dir: Path, state: dict[str, Any], batch_size: int) -> list[keras.callbacks.Callback]:

@@ -56,7 +56,12 @@ def test_manifest_records_counts_policy_and_fingerprint(tiny_data_config: DataCo
     assert manifest["splits"]["train"]["count"] + manifest["splits"]["val"]["count"] == usable_train
     assert manifest["dataset_fingerprint"] == validated.dataset_fingerprint
     assert manifest["labels"] == {"FAKE": 0, "REAL": 1} and manifest["positive_class"] == "REAL"
-    assert manifest["augmentation"] == {"policy": AugmentConfig().model_dump(), "applied": "live", "premade_copies": 0, "splits": ["train"]}
+    assert manifest["augmentation"] == {
+        "policy": AugmentConfig().model_dump(mode="json"),
+        "applied": "live",
+        "premade_copies": 0,
+        "splits": ["train"],
+    }
     names = manifest["splits"]["train"]["files"]
     assert names[0] == f"train-00000-of-{len(names):05d}.tfrecord"
 

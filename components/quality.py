@@ -1,0 +1,38 @@
+"""The quality summary: per variant, clean test figures, calibration and the robustness table,
+read back from each variant's MLflow run so trained, resumed and reused runs print alike."""
+
+from __future__ import annotations
+
+import pandas as pd
+from mlflow import MlflowClient
+
+from components.robustness import CONDITION_NAMES
+
+CLEAN = (("test_auc", "AUC"), ("test_accuracy", "accuracy@0.5"), ("test_tuned_accuracy", "accuracy@tuned"), ("calibration/ece", "ECE"))
+
+
+def summary(run_ids: dict[str, str]) -> tuple[str, str]:
+    """(clean table, robustness table) as markdown, one column per variant."""
+    client = MlflowClient()
+    metrics = {variant: client.get_run(run_id).data.metrics for variant, run_id in run_ids.items()}
+    clean = pd.DataFrame(
+        [{"metric": label, **{variant: _rounded(found.get(name)) for variant, found in metrics.items()}} for name, label in CLEAN]
+    )
+    robust = pd.DataFrame(
+        [
+            {
+                "condition": condition,
+                **{
+                    f"{variant} {kind}": _rounded(found.get(f"robust/{condition}/{kind}"))
+                    for variant, found in metrics.items()
+                    for kind in ("auc", "accuracy")
+                },
+            }
+            for condition in CONDITION_NAMES
+        ]
+    )
+    return clean.to_markdown(index=False), robust.to_markdown(index=False)
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)

@@ -1,0 +1,80 @@
+"""Quality features as pure functions: the staged variant, the scratch profile, stage planning,
+calibration error, the error gallery's choice and the robustness degradations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from components import calibration, degrade, gallery, stages
+from components.config import CONV5_LAYERS, IMPROVED, RESNET50_LAYERS, STAGED, FitConfig, build_config
+
+
+def test_staged_is_improved_plus_three_steps_with_imagenet_preprocessing():
+    assert STAGED.model.model_copy(update={"preprocessing": "unit"}) == IMPROVED.model
+    assert STAGED.model.preprocessing == "imagenet"
+    depth = [stage.trainable_backbone_layers for stage in STAGED.fit.stages]
+    rates = [stage.learning_rate_factor for stage in STAGED.fit.stages]
+    assert depth == [0, CONV5_LAYERS, RESNET50_LAYERS] and rates == [1.0, 0.1, 0.01]
+
+
+@pytest.mark.parametrize(("epochs", "ends"), [(30, [10, 20, 30]), (6, [2, 4, 6]), (4, [1, 3, 4]), (3, [1, 2, 3])])
+def test_stage_ends_split_any_epoch_count_with_every_stage_getting_one(epochs, ends):
+    assert STAGED.fit.model_copy(update={"epochs": epochs}).stage_ends() == ends
+
+
+def test_fewer_epochs_than_stages_names_the_field():
+    with pytest.raises(ValidationError, match=r"fit.epochs=2"):
+        FitConfig.model_validate({**STAGED.fit.model_dump(), "epochs": 2})
+
+
+def test_resume_continues_inside_the_right_stage():
+    fit = STAGED.fit.model_copy(update={"epochs": 6})
+    assert list(stages.plan(fit, 0)) == [(0, 2, True), (1, 4, True), (2, 6, True)]
+    assert list(stages.plan(fit, 3)) == [(1, 4, False), (2, 6, True)]
+    assert list(stages.plan(fit, 4)) == [(2, 6, True)]
+    assert list(stages.plan(IMPROVED.fit, 5)) == [(None, IMPROVED.fit.epochs, False)]
+
+
+def test_scratch_profile_trains_every_layer_and_keeps_pixels():
+    cfg = build_config("improved", "scratch")
+    assert cfg.variant.model.backbone_weights == "none" and cfg.variant.model.trainable_backbone_layers == RESNET50_LAYERS
+    assert (cfg.data.fit, cfg.variant.model.stem) == ("pad", "preserve")
+
+
+def test_unknown_fit_names_the_field():
+    with pytest.raises(ValidationError, match="fit"):
+        build_config("improved", "demo", {"data": {"fit": "stretch"}})
+
+
+def test_expected_calibration_error_is_zero_when_confidence_matches_accuracy():
+    truth = np.array([1] * 8 + [0] * 2 + [0] * 8 + [1] * 2)
+    scores = np.array([0.8] * 10 + [0.2] * 10)  # 80 % right at confidence 0.8 on each side
+    assert calibration.reliability(truth, scores)["ece"] == pytest.approx(0.0, abs=1e-9)
+    assert calibration.reliability(1 - truth, scores)["ece"] == pytest.approx(0.6)
+
+
+def test_gallery_picks_the_most_confident_mistakes_first():
+    # generated label 0; P(AI) per image
+    truth = np.array([0, 0, 0, 1, 1, 1])
+    p_ai = np.array([0.1, 0.4, 0.9, 0.95, 0.7, 0.2])
+    picked = gallery.confident_errors(truth, p_ai, generated_label=0)
+    assert picked == {"false positives": [3, 4], "false negatives": [0, 1]}
+
+
+def test_degradations_change_pixels_and_leave_shape():
+    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    for changed in (degrade.jpeg(image, 50), degrade.blur(image, 1.0), degrade.down_up(image, 0.5)):
+        assert changed.shape == image.shape and changed.dtype == np.uint8 and np.abs(changed.astype(int) - image).mean() > 1
+    assert np.array_equal(degrade.blur(image, 0.0), image)
+
+
+def test_robustness_augmentation_follows_its_probabilities_and_seed():
+    batch = np.random.default_rng(1).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    policy = {"jpeg_probability": 0.0, "jpeg_quality_range": (30, 100), "blur_probability": 0.0, "blur_sigma_range": (0.5, 3.0)}
+    assert np.array_equal(degrade.degrade_batch(batch, policy, np.array([1, 2])), batch)
+    always = {**policy, "jpeg_probability": 1.0, "blur_probability": 1.0}
+    first = degrade.degrade_batch(batch, always, np.array([1, 2]))
+    assert all(not np.array_equal(a, b) for a, b in zip(first, batch))
+    assert np.array_equal(first, degrade.degrade_batch(batch, always, np.array([1, 2])))
