@@ -76,7 +76,9 @@ def prepared_batches(paths: list[Path], manifest: dict, cfg: PredictConfig) -> I
     and the rest of its batch is still scored."""
     encoding = manifest["encoding"]
     fit = manifest.get("fit", "resize")  # shards made before data.fit existed were resized
-    jobs = [(str(path), manifest["image_size"], encoding["codec"], encoding["jpeg_quality"] or 95, MAX_PIXELS, None, 0, fit) for path in paths]
+    jobs = [
+        (str(path), manifest["image_size"], encoding["codec"], encoding["jpeg_quality"] or 95, MAX_PIXELS, None, 0, fit) for path in paths
+    ]
     workers = min(cfg.workers or os.cpu_count() or 1, max(1, len(jobs)))
     with guarded(workers, cfg.decode_timeout_seconds, cfg.decode_memory_mb) as guard:
         outcomes = zip(paths, guard.map(prepare_example, jobs))
