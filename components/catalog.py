@@ -35,8 +35,8 @@ def list_versions(name: str) -> list[dict[str, str]]:
                 "version": str(version.version),
                 "aliases": ",".join(sorted(aliases.get(str(version.version), []))),
                 "variant": tags.get("variant", ""),
-                "test_auc": tags.get(METRIC_TAG_PREFIX + "test_auc", ""),
-                "test_f1": tags.get(METRIC_TAG_PREFIX + "test_f1", ""),
+                "test/auc": tags.get(METRIC_TAG_PREFIX + "test/auc", ""),
+                "test/f1": tags.get(METRIC_TAG_PREFIX + "test/f1", ""),
                 "threshold": tags.get("threshold", ""),
                 "dataset": tags.get("dataset_fingerprint", ""),
                 "run_id": version.run_id or "",
@@ -46,7 +46,7 @@ def list_versions(name: str) -> list[dict[str, str]]:
     return rows
 
 
-def promote(name: str, version: str, metric: str = "test_auc", force: bool = False, reason: str | None = None) -> str:
+def promote(name: str, version: str, metric: str = "test/auc", force: bool = False, reason: str | None = None) -> str:
     """Make `version` the champion if it passes the gate, or unconditionally with force + reason."""
     if force and not (reason and reason.strip()):
         raise ValueError("A forced promotion needs a reason; it is recorded on the version. Received: reason=None")

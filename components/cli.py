@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     actions.add_parser("list", help="Versions, newest first, with aliases and test figures.")
     promote = actions.add_parser("promote", help="Move @champion to VERSION if it passes the gate (or --force with --reason).")
     promote.add_argument("version")
-    promote.add_argument("--metric", default="test_auc", help="Gate metric (default: %(default)s).")
+    promote.add_argument("--metric", default="test/auc", help="Gate metric (default: %(default)s).")
     promote.add_argument("--force", action="store_true", help="Skip the gate; needs --reason, which is recorded on the version.")
     promote.add_argument("--reason")
     actions.add_parser("rollback", help="Give @champion back to the previous champion.")
@@ -104,14 +104,14 @@ def _run_compare(args: argparse.Namespace) -> dict:
 
     outcome = compare_variants(profile=args.profile, overrides=_overrides(args))
     positive = outcome["results"]["improved"]["evaluated"]["positive_class"]
-    print(f"\nTest metrics (positive class {positive}; tuned_* at the threshold tuned on validation):\n")
+    print(f"\nTest metrics (positive class {positive}; test_tuned/* at the threshold tuned on validation):\n")
     print(outcome["comparison"]["markdown"])
     print("\nMLflow runs:")
     print(f"  parent (comparison)  {outcome['parent_run_id']}")
     for variant, result in outcome["results"].items():
         registered = result["registered"]
         print(
-            f"  {variant:<20} {result['trained']['run_id']}  test AUC {result['evaluated']['test']['test_auc']:.3f}  "
+            f"  {variant:<20} {result['trained']['run_id']}  test AUC {result['evaluated']['test']['test/auc']:.3f}  "
             f"-> {registered['registered_model']} v{registered['version']} ({registered['decision']})"
         )
     return outcome

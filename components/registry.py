@@ -32,7 +32,7 @@ class RegistryConfig(Strict):
     dataset_fingerprint: str
     threshold: float
     metrics: dict[str, float]
-    primary_metric: str = "test_auc"
+    primary_metric: str = "test/auc"
     # Fingerprint of shards + variant config: a scheduled run finding it registered skips training.
     config_key: str | None = None
 

@@ -31,7 +31,7 @@ def _config(auc: float, fingerprint: str = "data-a", **changes) -> RegistryConfi
         variant="improved",
         dataset_fingerprint=fingerprint,
         threshold=0.5,
-        metrics={"test_auc": auc, "test_accuracy": 0.5},
+        metrics={"test/auc": auc, "test/accuracy": 0.5},
     )
     return cfg.model_copy(update=changes)
 
@@ -80,7 +80,7 @@ def test_versions_carry_variant_metrics_threshold_and_fingerprint(tracking_store
     result = _register(0.7)
     version = MlflowClient().get_model_version(NAME, result.version)
     assert version.tags["variant"] == "improved" and version.tags["dataset_fingerprint"] == "data-a"
-    assert float(version.tags["metric.test_auc"]) == pytest.approx(0.7) and float(version.tags["threshold"]) == 0.5
+    assert float(version.tags["metric.test/auc"]) == pytest.approx(0.7) and float(version.tags["threshold"]) == 0.5
     assert version.tags["promotion_decision"] == "no champion yet"
 
 
@@ -107,7 +107,7 @@ def test_list_shows_aliases_and_figures(tracking_store):
     _register(0.6)
     rows = catalog.list_versions(NAME)
     assert [(row["version"], row["aliases"]) for row in rows] == [("2", "challenger"), ("1", "champion")]
-    assert float(rows[1]["test_auc"]) == pytest.approx(0.7) and rows[1]["variant"] == "improved"
+    assert float(rows[1]["test/auc"]) == pytest.approx(0.7) and rows[1]["variant"] == "improved"
 
 
 def test_hand_promotion_passes_the_same_gate(tracking_store):
