@@ -151,18 +151,21 @@ def _run_models(args: argparse.Namespace) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> None:
-    from components import demo_data
+    from mlflow import MlflowClient
+
+    from components import demo_data, record
 
     print(f"Writing demo data to {args.data} …")
     demo_data.run(demo_data.DemoDataConfig(out_dir=args.data))
     args.profile = "demo"
-    _run_compare(args)
+    outcome = _run_compare(args)
+    experiment_id = MlflowClient().get_run(outcome["parent_run_id"]).info.experiment_id
     uri = os.environ["MLFLOW_TRACKING_URI"]
     if uri.startswith("sqlite:///"):
         store = Path(uri.removeprefix("sqlite:///")).resolve()
-        print(f"\nOpen the MLflow UI:  .venv/bin/mlflow ui --backend-store-uri sqlite:///{store}  →  http://127.0.0.1:5000")
-    else:
-        print(f"\nOpen the MLflow UI at {uri}")
+        print(f"\nOpen the MLflow UI:  .venv/bin/mlflow ui --backend-store-uri sqlite:///{store}")
+        uri = "http://127.0.0.1:5000"
+    print(f"Both variants with their test figures:  {record.runs_view_url(uri, experiment_id)}")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ def start_parent_run(experiment_name: str, run_name: str, params: dict[str, Any]
     run = client.create_run(experiment.experiment_id, run_name=run_name, tags={"kind": "comparison", record.NOTE_TAG: note})
     for key, value in params.items():
         client.log_param(run.info.run_id, key, value)
+    client.set_experiment_tag(experiment.experiment_id, *record.runs_view())
     return run.info.run_id
 
 

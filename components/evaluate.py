@@ -94,7 +94,8 @@ def flat_test_metrics(report: dict) -> dict[str, float]:
     for group, key in (("test", "at_0.5"), ("test_tuned", "at_tuned")):
         for name in ("accuracy", "precision", "recall", "f1", "specificity"):
             flat[f"{group}/{name}"] = test[key][name]
-    return flat
+    # Four decimals: the UI prints floats in full (0.8692500000000001); metrics.json keeps them whole.
+    return {name: round(value, 4) for name, value in flat.items()}
 
 
 def _pictures(report: dict, class_names: list[str], y_true: np.ndarray, scores: np.ndarray, out_dir: Path) -> list[Path]:

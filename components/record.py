@@ -6,6 +6,7 @@ MLflow shows a run's description from the `mlflow.note.content` tag, rendered as
 
 from __future__ import annotations
 
+import json
 import warnings
 from typing import Any
 
@@ -87,3 +88,25 @@ def changed_settings(configs: dict[str, PipelineConfig]) -> list[dict[str, Any]]
     flat = {name: flatten(config.model_dump(mode="json")) for name, config in configs.items()}
     keys = [key for key in flat["baseline"] if key != "variant.name" and flat["baseline"][key] != flat["improved"][key]]
     return [{"setting": key.removeprefix("variant."), **{name: values[key] for name, values in flat.items()}} for key in keys]
+
+
+# The runs table as a user first wants it: both variants (sorting by a metric lists child runs
+# flat instead of folded under their parent) with their test figures as columns. The UI reads a
+# shared view from this experiment tag, as plain JSON (MLflow 3.17's "share view" format).
+RUNS_VIEW_KEY = "variants"
+RUNS_VIEW_COLUMNS = ("test/auc", "test/pr_auc", "test/accuracy", "test/f1", "test_tuned/threshold", "test_tuned/f1")
+
+
+def runs_view() -> tuple[str, str]:
+    """(experiment tag, value) of the shared runs-table view; open it as `…/runs?viewStateShareKey=variants`."""
+    state = {
+        "searchFilter": "",
+        "orderByKey": "metrics.`test/auc`",
+        "orderByAsc": False,
+        "selectedColumns": ["attributes.`Dataset`", *(f"metrics.`{name}`" for name in RUNS_VIEW_COLUMNS)],
+    }
+    return f"mlflow.sharedViewState.{RUNS_VIEW_KEY}", json.dumps(state)
+
+
+def runs_view_url(ui_root: str, experiment_id: str) -> str:
+    return f"{ui_root.rstrip('/')}/#/experiments/{experiment_id}/runs?viewStateShareKey={RUNS_VIEW_KEY}"

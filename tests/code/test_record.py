@@ -3,6 +3,8 @@ against a real MLflow sqlite store."""
 
 from __future__ import annotations
 
+import json
+
 import mlflow
 import pytest
 from mlflow import MlflowClient
@@ -78,3 +80,5 @@ def test_parent_run_carries_both_variants_and_the_table(tracking_store, tmp_path
     note = parent.data.tags[record.NOTE_TAG]
     assert "| test/auc" in note and "model.dropout" in note and "m v2 (no champion yet)" in note
     assert parent.info.run_name == "compare · cifake · demo" and parent.info.status == "FINISHED"
+    view = MlflowClient().get_experiment(parent.info.experiment_id).tags[record.runs_view()[0]]
+    assert "metrics.`test/auc`" in json.loads(view)["selectedColumns"]
