@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint check-infra clean services services-stop bench
+.PHONY: install demo test test-fast lint check-infra clean services services-stop bench ui-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow"
+
+# The MLflow UI as a user sees it: a fresh tiny demo-like store, `mlflow server` on loopback and
+# headless Chromium (Debian's package: apt-get install chromium); screenshots in work/ui-check/.
+ui-check: $(STAMP)
+	$(BIN)/python -m tests.ui.ui_check --out work/ui-check
 
 # Every benchmark figure in one run: prints a table, writes bench/results.json (bench/README.md).
 bench: $(STAMP)
