@@ -74,13 +74,14 @@ def parent_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 def parent_note(cfg: CompareConfig, markdown: str) -> str:
     positive = cfg.results["improved"]["evaluated"]["positive_class"]
+    # The table comes first: the run page folds a description after its first lines.
     lines = [
-        "**baseline vs improved**, trained on the same shards; the two runs hang below this one.",
-        "",
-        f"Test figures (positive class {positive}): `test/*` at threshold 0.5, `test_tuned/*` at each variant's "
-        "threshold tuned on validation. Also in `comparison/comparison.html`.",
+        f"**baseline vs improved** on the same shards (positive class {positive}):",
         "",
         markdown,
+        "",
+        "`test/*` at threshold 0.5, `test_tuned/*` at each variant's threshold tuned on validation; "
+        "`improved_vs_baseline_pct/*` is the relative change. The two runs hang below this one.",
         "",
         "Registry:",
     ]
