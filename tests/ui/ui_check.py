@@ -14,6 +14,7 @@ Browser: Debian's chromium (`apt-get install chromium`) driven by Playwright's P
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -22,10 +23,10 @@ import subprocess
 import sys
 import time
 import urllib.parse
-from contextlib import contextmanager
 from pathlib import Path
 
 from mlflow import MlflowClient
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from components import demo_data, record
 from tests.conftest import free_port, wait_for_http
@@ -68,7 +69,7 @@ def build_store(out: Path) -> str:
     return uri
 
 
-@contextmanager
+@contextlib.contextmanager
 def mlflow_server(store_uri: str, log_path: Path):
     port = free_port()
     # The UI needs no background jobs; MLflow's job runner would start seven more processes.
@@ -120,9 +121,10 @@ def check_runs_table(page, url: str, experiment_id: str, variants: dict[str, obj
 def check_parent(page, url: str, experiment_id: str, parent) -> None:
     page.goto(f"{url}/#/experiments/{experiment_id}/runs/{parent.info.run_id}")
     page.get_by_text("baseline vs improved").first.wait_for(timeout=PAGE_TIMEOUT_MS)
-    more = page.get_by_text("Show more", exact=True)
-    if more.count():
-        more.first.click()  # unfold the description: it holds the comparison table
+    # Unfold the description (it holds the comparison table); the link appears once it is laid out,
+    # and not at all when the description is short.
+    with contextlib.suppress(PlaywrightTimeoutError):
+        page.get_by_text("Show more", exact=True).first.click(timeout=10_000)
     for name in ("baseline/test/auc", "improved/test/auc"):
         if not page.get_by_text(name, exact=True).count():
             raise UiCheckFailed(f"parent run page: metric {name!r} is not shown")
