@@ -207,6 +207,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--store", help="Check this tracking store (e.g. sqlite:///mlflow.db after `make demo`) instead of a fresh one.")
     parser.add_argument("--readme-shot", help="Also copy the runs-table screenshot here, e.g. docs/mlflow-runs.png.")
     args = parser.parse_args(argv)
+    if not Path(CHROMIUM).is_file():
+        sys.exit(f"ui-check needs Chromium at {CHROMIUM} (Debian: apt-get install -y chromium; or set CHROMIUM=/path/to/chromium)")
     out = Path(args.out).resolve()
     started = time.monotonic()
     store = args.store or build_store(out)
