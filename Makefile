@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 KFP_VENV := .venv-kfp
 KFP_STAMP := $(KFP_VENV)/.installed
 
-.PHONY: install demo test test-fast lint check-infra clean services services-stop bench kfp-env quality
+.PHONY: install demo test test-fast lint check-infra clean services services-stop bench kfp-env quality ui-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ test: $(STAMP) $(KFP_STAMP)
 
 test-fast: $(STAMP) $(KFP_STAMP)
 	$(BIN)/pytest -m "not slow"
+
+# The MLflow UI as a user sees it: a fresh tiny demo-like store, `mlflow server` on loopback and
+# headless Chromium (Debian's package: apt-get install chromium); screenshots in work/ui-check/.
+ui-check: $(STAMP)
+	$(BIN)/python -m tests.ui.ui_check --out work/ui-check
 
 # Every benchmark figure in one run: prints a table, writes bench/results.json (bench/README.md).
 bench: $(STAMP)

@@ -103,7 +103,8 @@ class EpochState(keras.callbacks.Callback):
     def _log_pending(self) -> None:
         for row in self.state["history"][self.state.get("logged", 0) :]:
             try:
-                mlflow.log_metrics({key: value for key, value in row.items() if key != "epoch"}, step=row["epoch"])
+                # Steps count epochs from 1, as the learning-curve PNG does.
+                mlflow.log_metrics({mlflow_metric_name(key): value for key, value in row.items() if key != "epoch"}, step=row["epoch"] + 1)
             except MlflowException as error:
                 raise TrackingUnavailable(
                     f"MLflow tracking server {redact(mlflow.get_tracking_uri())} stopped answering at epoch {row['epoch'] + 1} "
@@ -112,6 +113,14 @@ class EpochState(keras.callbacks.Callback):
                 ) from None
             self.state["logged"] = row["epoch"] + 1
             _write_json(self.run_dir / "state.json", self.state)
+
+
+def mlflow_metric_name(keras_name: str) -> str:
+    """`val_auc` → `val/auc`, `loss` → `train/loss`: the "/" groups each split's charts in the MLflow UI.
+    The Keras names stay in state.json and in the callbacks' `monitor`."""
+    if keras_name.startswith("val_"):
+        return f"val/{keras_name.removeprefix('val_')}"
+    return f"train/{keras_name}"
 
 
 def load_state(run_dir: Path) -> dict[str, Any]:

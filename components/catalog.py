@@ -47,8 +47,8 @@ def list_versions(name: str) -> list[dict[str, str]]:
                 "version": str(version.version),
                 "aliases": ",".join(sorted(aliases.get(str(version.version), []))),
                 "variant": tags.get("variant", ""),
-                "test_auc": f"{metrics['test_auc']:.4f}" if "test_auc" in metrics else "",
-                "test_f1": f"{metrics['test_f1']:.4f}" if "test_f1" in metrics else "",
+                "test/auc": f"{metrics['test/auc']:.4f}" if "test/auc" in metrics else "",
+                "test/f1": f"{metrics['test/f1']:.4f}" if "test/f1" in metrics else "",
                 "threshold": tags.get("threshold", ""),
                 "decision": "rolled back" if ROLLED_BACK_TAG in tags else tags.get(DECISION_TAG, ""),
                 "dataset": tags.get("dataset_fingerprint", ""),
@@ -59,7 +59,7 @@ def list_versions(name: str) -> list[dict[str, str]]:
     return rows
 
 
-def promote(name: str, version: str, metric: str = "test_auc", force: bool = False, reason: str | None = None) -> str:
+def promote(name: str, version: str, metric: str = "test/auc", force: bool = False, reason: str | None = None) -> str:
     """Make `version` the champion if it passes the gate, or unconditionally with force + reason."""
     if force and not (reason and reason.strip()):
         raise ValueError("A forced promotion needs a reason; it is recorded on the version. Received: reason=None")

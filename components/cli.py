@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
         "promote", help="Move @champion to VERSION if it passes the gate (a rolled-back version never does; --force with --reason can)."
     )
     promote.add_argument("version")
-    promote.add_argument("--metric", default="test_auc", help="Gate metric (default: %(default)s).")
+    promote.add_argument("--metric", default="test/auc", help="Gate metric (default: %(default)s).")
     promote.add_argument("--force", action="store_true", help="Skip the gate; needs --reason, which is recorded on the version.")
     promote.add_argument("--reason")
     actions.add_parser("rollback", help="Give @champion back to @previous; the version it leaves is marked rolled back.")
@@ -109,14 +109,14 @@ def _run_compare(args: argparse.Namespace) -> dict:
 
     outcome = compare_variants(profile=args.profile, overrides=_overrides(args))
     positive = outcome["results"]["improved"]["evaluated"]["positive_class"]
-    print(f"\nTest metrics (positive class {positive}; tuned_* at the threshold tuned on validation):\n")
+    print(f"\nTest metrics (positive class {positive}; test_tuned/* at the threshold tuned on validation):\n")
     print(outcome["comparison"]["markdown"])
     print("\nMLflow runs:")
     print(f"  parent (comparison)  {outcome['parent_run_id']}")
     for variant, result in outcome["results"].items():
         registered = result["registered"]
         print(
-            f"  {variant:<20} {result['trained']['run_id']}  test AUC {result['evaluated']['test']['test_auc']:.3f}  "
+            f"  {variant:<20} {result['trained']['run_id']}  test AUC {result['evaluated']['test']['test/auc']:.3f}  "
             f"-> {registered['registered_model']} v{registered['version']} ({registered['decision']})"
         )
     return outcome
@@ -156,18 +156,21 @@ def _run_models(args: argparse.Namespace) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> None:
-    from components import demo_data
+    from mlflow import MlflowClient
+
+    from components import demo_data, record
 
     print(f"Writing demo data to {args.data} …")
     demo_data.run(demo_data.DemoDataConfig(out_dir=args.data))
     args.profile = "demo"
-    _run_compare(args)
+    outcome = _run_compare(args)
+    experiment_id = MlflowClient().get_run(outcome["parent_run_id"]).info.experiment_id
     uri = os.environ["MLFLOW_TRACKING_URI"]
     if uri.startswith("sqlite:///"):
         store = Path(uri.removeprefix("sqlite:///")).resolve()
-        print(f"\nOpen the MLflow UI:  .venv/bin/mlflow ui --backend-store-uri sqlite:///{store}  →  http://127.0.0.1:5000")
-    else:
-        print(f"\nOpen the MLflow UI at {settings.redact(uri)}")
+        print(f"\nOpen the MLflow UI:  .venv/bin/mlflow ui --backend-store-uri sqlite:///{store}")
+        uri = "http://127.0.0.1:5000"
+    print(f"Both variants with their test figures:  {record.runs_view_url(settings.redact(uri), experiment_id)}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The origin report's comparison table: metric, baseline, improved, relative change.
 
 Both pipeline runs hang under one MLflow parent run, so the UI shows one execution as a group
-and its compare view lines the two variants up.
+and its compare view lines the two variants up. The parent carries the table itself (as its
+description, as CSV, Markdown and HTML artifacts, and as `baseline/…`, `improved/…` metrics).
 """
 
 from __future__ import annotations
@@ -13,17 +14,22 @@ import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 
+from components import record
 from components.cli_support import component_main
 from components.config import Strict
 
 TABLE_METRICS = ("accuracy", "auc", "pr_auc", "precision", "recall", "f1", "specificity")
-TUNED_METRICS = ("accuracy", "precision", "recall", "f1", "specificity")
+TUNED_METRICS = ("threshold", "accuracy", "precision", "recall", "f1", "specificity")
+TABLE_NAMES = (*(f"test/{name}" for name in TABLE_METRICS), *(f"test_tuned/{name}" for name in TUNED_METRICS))
+CHANGE_PREFIX = "improved_vs_baseline_pct/"
 
 
 class CompareConfig(Strict):
     results: dict[str, dict[str, Any]]  # variant -> train_pipeline summary
     parent_run_id: str | None = None
     work_dir: str = "work"
+    # record.changed_settings of the two variants as they ran, for the parent's description.
+    changed_settings: list[dict[str, Any]] = []
 
 
 class CompareResult(Strict):
@@ -32,27 +38,59 @@ class CompareResult(Strict):
     rows: list[dict[str, Any]]
 
 
-def start_parent_run(experiment_name: str, profile: str) -> str:
+def start_parent_run(experiment_name: str, run_name: str, params: dict[str, Any]) -> str:
     experiment = mlflow.set_experiment(experiment_name)
-    run = MlflowClient().create_run(
-        experiment.experiment_id, run_name=f"compare-{profile}", tags={"kind": "comparison", "profile": profile}
-    )
+    client = MlflowClient()
+    note = "Comparison in progress: the baseline and improved runs appear below this run as they finish."
+    run = client.create_run(experiment.experiment_id, run_name=run_name, tags={"kind": "comparison", record.NOTE_TAG: note})
+    for key, value in params.items():
+        client.log_param(run.info.run_id, key, value)
+    client.set_experiment_tag(experiment.experiment_id, *record.runs_view())
     return run.info.run_id
 
 
 def comparison_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Test metrics at 0.5 (the report's cut), then at each variant's own tuned threshold."""
-    names = [f"test_{name}" for name in TABLE_METRICS] + ["tuned_threshold"] + [f"test_tuned_{name}" for name in TUNED_METRICS]
     rows = []
-    for name in names:
+    for name in TABLE_NAMES:
         baseline = results["baseline"]["evaluated"]["test"][name]
         improved = results["improved"]["evaluated"]["test"][name]
         change = (improved - baseline) / baseline * 100 if baseline else float("nan")
-        label = name.removeprefix("test_")
         rows.append(
-            {"metric": label, "baseline": round(baseline, 4), "improved": round(improved, 4), "relative_change_pct": round(change, 1)}
+            {"metric": name, "baseline": round(baseline, 4), "improved": round(improved, 4), "relative_change_pct": round(change, 1)}
         )
     return rows
+
+
+def parent_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Both variants' absolute figures (`baseline/test/auc`, …) beside the relative changes."""
+    metrics: dict[str, float] = {}
+    for row in rows:
+        for variant in ("baseline", "improved"):
+            metrics[f"{variant}/{row['metric']}"] = row[variant]
+        metrics[CHANGE_PREFIX + row["metric"]] = row["relative_change_pct"]
+    return metrics
+
+
+def parent_note(cfg: CompareConfig, markdown: str) -> str:
+    positive = cfg.results["improved"]["evaluated"]["positive_class"]
+    # The table comes first: the run page folds a description after its first lines.
+    lines = [
+        f"**baseline vs improved** on the same shards (positive class {positive}):",
+        "",
+        markdown,
+        "",
+        "`test/*` at threshold 0.5, `test_tuned/*` at each variant's threshold tuned on validation; "
+        "`improved_vs_baseline_pct/*` is the relative change. The two runs hang below this one.",
+        "",
+        "Registry:",
+    ]
+    for variant, result in cfg.results.items():
+        registered = result["registered"]
+        lines.append(f"- {variant}: {registered['registered_model']} v{registered['version']} ({registered['decision']})")
+    if cfg.changed_settings:
+        lines += ["", "Settings that differ:", "", pd.DataFrame(cfg.changed_settings).to_markdown(index=False)]
+    return "\n".join(lines)
 
 
 def run(cfg: CompareConfig) -> CompareResult:
@@ -64,11 +102,19 @@ def run(cfg: CompareConfig) -> CompareResult:
     table.to_csv(table_path, index=False)
     markdown = table.to_markdown(index=False)
     (out_dir / "comparison.md").write_text(markdown + "\n")
+    (out_dir / "comparison.html").write_text(table.to_html(index=False, border=0) + "\n")
     if cfg.parent_run_id:
         # Leaving the with-block marks the parent run FINISHED.
         with mlflow.start_run(run_id=cfg.parent_run_id):
-            mlflow.log_artifact(str(table_path), artifact_path="comparison")
-            mlflow.log_metrics({f"improved_vs_baseline_{row['metric']}_pct": row["relative_change_pct"] for row in rows})
+            for name in ("comparison.csv", "comparison.md", "comparison.html"):
+                mlflow.log_artifact(str(out_dir / name), artifact_path="comparison")
+            mlflow.log_metrics(parent_metrics(rows))
+            mlflow.set_tags(
+                {
+                    "dataset_fingerprint": cfg.results["improved"]["sharded"]["dataset_fingerprint"],
+                    record.NOTE_TAG: parent_note(cfg, markdown),
+                }
+            )
     return CompareResult(table_path=str(table_path), markdown=markdown, rows=rows)
 
 

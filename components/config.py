@@ -244,7 +244,7 @@ class TrackingConfig(Strict):
 
     experiment: str | None = Field(None, description="Default: $MLFLOW_EXPERIMENT_NAME, else detector-<dataset>.")
     registered_model: str | None = Field(None, description="Default: $DETECTOR_REGISTERED_MODEL, else ai-image-detector.")
-    primary_metric: Literal["test_auc", "test_accuracy", "test_f1", "test_pr_auc"] = "test_auc"
+    primary_metric: Literal["test/auc", "test/accuracy", "test/f1", "test/pr_auc"] = "test/auc"
 
 
 StageExecution = Literal["in-process", "deployments"]

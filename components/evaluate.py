@@ -85,18 +85,20 @@ def predict_split(model: keras.Model, manifest_path: str, split: str, batch_size
 
 
 def flat_test_metrics(report: dict) -> dict[str, float]:
-    """The MLflow metric names: test_auc, test_accuracy, … at 0.5, and test_tuned_* at the tuned cut."""
+    """The MLflow metric names: test/auc, test/accuracy, … at 0.5, and test_tuned/* (the tuned cut itself
+    as test_tuned/threshold). The "/" makes the MLflow UI group them."""
     test = report["test"]
     flat = {
-        "test_auc": test["auc"],
-        "test_pr_auc": test["pr_auc"],
-        "tuned_threshold": report["tuned_threshold"],
-        "val_auc_final": report["val"]["auc"],
+        "test/auc": test["auc"],
+        "test/pr_auc": test["pr_auc"],
+        "test_tuned/threshold": report["tuned_threshold"],
+        "val/auc_final": report["val"]["auc"],
     }
-    for suffix, key in (("", "at_0.5"), ("tuned_", "at_tuned")):
+    for group, key in (("test", "at_0.5"), ("test_tuned", "at_tuned")):
         for name in ("accuracy", "precision", "recall", "f1", "specificity"):
-            flat[f"test_{suffix}{name}"] = test[key][name]
-    return flat
+            flat[f"{group}/{name}"] = test[key][name]
+    # Four decimals: the UI prints floats in full (0.8692500000000001); metrics.json keeps them whole.
+    return {name: round(value, 4) for name, value in flat.items()}
 
 
 def _pictures(report: dict, class_names: list[str], y_true: np.ndarray, scores: np.ndarray, out_dir: Path) -> list[Path]:
@@ -110,7 +112,9 @@ def _pictures(report: dict, class_names: list[str], y_true: np.ndarray, scores: 
             f"test, threshold {report['tuned_threshold']:.3f}",
         ),
         plots.roc(y_true, scores, report["tuned_threshold"], out_dir / "roc.png", f"test ROC (positive: {positive})"),
-        plots.precision_recall(y_true, scores, out_dir / "precision_recall.png", f"test PR (positive: {positive})"),
+        plots.precision_recall(
+            y_true, scores, report["tuned_threshold"], out_dir / "precision_recall.png", f"test PR (positive: {positive})"
+        ),
     ]
 
 

@@ -10,7 +10,9 @@ matplotlib.use("Agg")  # headless: training hosts and CI have no display
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve  # noqa: E402
+
+from components.metrics import classification_metrics  # noqa: E402
 
 CURVE_METRICS = ("loss", "accuracy", "auc", "learning_rate")
 
@@ -45,27 +47,38 @@ def confusion(matrix: list[list[int]], class_names: list[str], path: Path, title
 
 
 def roc(y_true: np.ndarray, scores: np.ndarray, threshold: float, path: Path, title: str) -> Path:
-    fpr, tpr, thresholds = roc_curve(y_true, scores)
+    """The curve with its AUC, and both operating points: the report's 0.5 and the tuned threshold."""
+    fpr, tpr, _ = roc_curve(y_true, scores)
     figure, axis = plt.subplots(figsize=(4, 3.6))
-    axis.plot(fpr, tpr)
+    axis.plot(fpr, tpr, label=f"AUC {auc(fpr, tpr):.3f}")
     axis.plot([0, 1], [0, 1], ":", color="grey")
-    chosen = int(np.argmin(np.abs(thresholds - threshold)))
-    axis.plot(fpr[chosen], tpr[chosen], "o", label=f"threshold {threshold:.3f}")
+    for name, marker, point in _operating_points(y_true, scores, threshold):
+        axis.plot(1 - point["specificity"], point["recall"], marker, label=name)
     axis.set_xlabel("false positive rate")
     axis.set_ylabel("true positive rate")
-    axis.legend()
+    axis.legend(loc="lower right")
     axis.set_title(title)
     return _save(figure, path)
 
 
-def precision_recall(y_true: np.ndarray, scores: np.ndarray, path: Path, title: str) -> Path:
+def precision_recall(y_true: np.ndarray, scores: np.ndarray, threshold: float, path: Path, title: str) -> Path:
+    """The curve with its average precision (the PR AUC the metrics report) and both operating points."""
     precision, recall, _ = precision_recall_curve(y_true, scores)
     figure, axis = plt.subplots(figsize=(4, 3.6))
-    axis.plot(recall, precision)
+    axis.plot(recall, precision, label=f"PR AUC {average_precision_score(y_true, scores):.3f}")
+    for name, marker, point in _operating_points(y_true, scores, threshold):
+        axis.plot(point["recall"], point["precision"], marker, label=name)
     axis.set_xlabel("recall")
     axis.set_ylabel("precision")
+    axis.legend(loc="lower left")
     axis.set_title(title)
     return _save(figure, path)
+
+
+def _operating_points(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> list[tuple[str, str, dict]]:
+    """The report's 0.5 and the tuned cut, measured as the metrics measure them (so the dots match test/*)."""
+    cuts = ((0.5, "s", "threshold 0.5"), (threshold, "o", f"threshold {threshold:.3f} (tuned on val)"))
+    return [(name, marker, classification_metrics(y_true, scores, cut)) for cut, marker, name in cuts]
 
 
 def _save(figure: plt.Figure, path: Path) -> Path:

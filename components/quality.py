@@ -8,7 +8,7 @@ from mlflow import MlflowClient
 
 from components.robustness import CONDITION_NAMES
 
-CLEAN = (("test_auc", "AUC"), ("test_accuracy", "accuracy@0.5"), ("test_tuned_accuracy", "accuracy@tuned"), ("calibration/ece", "ECE"))
+CLEAN = (("test/auc", "AUC"), ("test/accuracy", "accuracy@0.5"), ("test_tuned/accuracy", "accuracy@tuned"), ("calibration/ece", "ECE"))
 
 
 def summary(run_ids: dict[str, str]) -> tuple[str, str]:

@@ -49,7 +49,7 @@ class RegistryConfig(Strict):
     dataset_fingerprint: str
     threshold: float
     metrics: dict[str, float]
-    primary_metric: str = "test_auc"
+    primary_metric: str = "test/auc"
     # Fingerprint of shards + variant config: a scheduled run finding it registered skips training.
     config_key: str | None = None
 
@@ -168,7 +168,15 @@ def version_metrics(version: ModelVersion) -> dict[str, float]:
     if METRICS_TAG in version.tags:
         return {key: float(value) for key, value in json.loads(version.tags[METRICS_TAG]).items()}
     legacy = {key: value for key, value in version.tags.items() if key.startswith(LEGACY_METRIC_PREFIX)}
-    return {key.removeprefix(LEGACY_METRIC_PREFIX): float(value) for key, value in legacy.items()}
+    return {_current_name(key.removeprefix(LEGACY_METRIC_PREFIX)): float(value) for key, value in legacy.items()}
+
+
+def _current_name(legacy_name: str) -> str:
+    """Old metric names (test_auc, test_tuned_f1) as the namespaced ones the gate compares (test/auc, test_tuned/f1)."""
+    for prefix in ("test_tuned", "test"):
+        if legacy_name.startswith(f"{prefix}_"):
+            return f"{prefix}/{legacy_name.removeprefix(prefix + '_')}"
+    return legacy_name
 
 
 def find_version(name: str, config_key: str) -> dict | None:

@@ -20,10 +20,10 @@ import tensorflow as tf
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
-from components import accelerator, plots, stages
+from components import accelerator, plots, record, stages
 from components.callbacks import EpochState, PreciseBatchNorm, load_state
 from components.cli_support import component_main
-from components.config import FitConfig, ModelConfig, PipelineConfig, Strict, fingerprint, flatten
+from components.config import FitConfig, ModelConfig, PipelineConfig, Strict, fingerprint
 from components.model import build_model, count_parameters
 from components.records import make_dataset, read_manifest
 from components.settings import TrackingUnavailable
@@ -112,14 +112,22 @@ def _mlflow_run(cfg: TrainConfig, manifest: dict[str, Any], run_dir: Path) -> ml
     id_file = run_dir / "mlflow_run_id"
     if id_file.is_file():
         return mlflow.start_run(run_id=id_file.read_text().strip())
-    variant = cfg.pipeline.variant
+    pipeline = cfg.pipeline
     active = mlflow.start_run(
-        run_name=f"{variant.name}-{manifest['dataset_fingerprint'][:8]}",
+        # The data hash is a tag: names stay short enough for the runs table.
+        run_name=pipeline.variant.name,
         parent_run_id=cfg.parent_run_id,
-        tags={"variant": variant.name, "dataset_fingerprint": manifest["dataset_fingerprint"], "shard_key": manifest["shard_key"]},
+        tags={
+            "variant": pipeline.variant.name,
+            "dataset": pipeline.dataset_name,
+            "dataset_fingerprint": manifest["dataset_fingerprint"],
+            "shard_key": manifest["shard_key"],
+            record.NOTE_TAG: record.variant_note(pipeline, manifest),
+        },
     )
-    params = flatten({"data": cfg.pipeline.data.model_dump(), **variant.model_dump(exclude={"name"})})
-    mlflow.log_params({**params, "variant": variant.name, "image_size": manifest["image_size"]})
+    mlflow.log_params(record.key_params(pipeline))
+    mlflow.log_text(record.config_yaml(pipeline), "config/pipeline.yaml")
+    record.log_dataset(pipeline, manifest)
     id_file.write_text(active.info.run_id)
     return active
 

@@ -128,7 +128,7 @@ def train_pipeline(
     get_run_logger().info(
         "%s: test AUC %.3f, run %s, model version %s (%s)",
         variant,
-        evaluated["test"]["test_auc"],
+        evaluated["test"]["test/auc"],
         trained["run_id"],
         registered["version"],
         registered["decision"],
@@ -145,24 +145,27 @@ def train_pipeline(
 
 
 @task
-def compare_task(results: dict[str, dict[str, Any]], parent_run_id: str, work_dir: str) -> dict[str, Any]:
+def compare_task(results: dict[str, dict[str, Any]], parent_run_id: str, work_dir: str, changed: list[dict[str, Any]]) -> dict[str, Any]:
     from components import compare
 
-    return compare.run(compare.CompareConfig(results=results, parent_run_id=parent_run_id, work_dir=work_dir)).model_dump()
+    compare_cfg = compare.CompareConfig(results=results, parent_run_id=parent_run_id, work_dir=work_dir, changed_settings=changed)
+    return compare.run(compare_cfg).model_dump()
 
 
 @flow(name="detector-compare", log_prints=True)
 def compare_variants(profile: str = "demo", overrides: dict[str, Any] | None = None, force: bool = False) -> dict[str, Any]:
     """Both variants on the same shards, grouped under one MLflow parent run, plus the report's table."""
-    from components import compare
+    from components import compare, record
 
     settings.apply()
     settings.check_tracking_server()
     configs = {variant: build_config(variant, profile, overrides) for variant in VARIANT_ORDER}
-    parent_run_id = compare.start_parent_run(configs["improved"].experiment_name, profile)
+    improved = configs["improved"]
+    parent_params = {"profile": profile, "dataset": improved.dataset_name, "data.root": improved.data.root}
+    parent_run_id = compare.start_parent_run(improved.experiment_name, record.parent_run_name(improved, profile), parent_params)
     results = {variant: train_pipeline(variant, profile, overrides, parent_run_id, force) for variant in VARIANT_ORDER}
     return {
         "parent_run_id": parent_run_id,
         "results": results,
-        "comparison": compare_task(results, parent_run_id, configs["improved"].work_dir),
+        "comparison": compare_task(results, parent_run_id, improved.work_dir, record.changed_settings(configs)),
     }

@@ -33,7 +33,7 @@ def _config(auc: float, fingerprint: str = "data-a", **changes) -> RegistryConfi
         variant="improved",
         dataset_fingerprint=fingerprint,
         threshold=0.5,
-        metrics={"test_auc": auc, "test_accuracy": 0.5},
+        metrics={"test/auc": auc, "test/accuracy": 0.5},
     )
     return cfg.model_copy(update=changes)
 
@@ -93,8 +93,8 @@ def test_versions_carry_a_few_tags_and_all_metrics_in_one(tracking_store):
     version = MlflowClient().get_model_version(NAME, result.version)
     assert set(version.tags) == {"variant", "dataset_fingerprint", "threshold", "primary_metric", "metrics", "decision", "model_sha256"}
     assert version.tags["variant"] == "improved" and version.tags["dataset_fingerprint"] == "data-a"
-    assert json.loads(version.tags["metrics"]) == {"test_accuracy": 0.5, "test_auc": 0.7} and float(version.tags["threshold"]) == 0.5
-    assert version.tags["primary_metric"] == "test_auc=0.7000" and version.tags["decision"] == "promoted"
+    assert json.loads(version.tags["metrics"]) == {"test/accuracy": 0.5, "test/auc": 0.7} and float(version.tags["threshold"]) == 0.5
+    assert version.tags["primary_metric"] == "test/auc=0.7000" and version.tags["decision"] == "promoted"
 
 
 def test_model_and_versions_are_described(tracking_store):
@@ -103,7 +103,7 @@ def test_model_and_versions_are_described(tracking_store):
     client = MlflowClient()
     assert "@champion" in client.get_registered_model(NAME).description
     described = client.get_model_version(NAME, loser.version).description
-    assert "improved variant" in described and "does not beat champion v1" in described and "| test_auc | 0.7000 |" in described
+    assert "improved variant" in described and "does not beat champion v1" in described and "| test/auc | 0.7000 |" in described
 
 
 def test_failed_registration_leaves_champion_in_place(tracking_store):
@@ -129,7 +129,7 @@ def test_list_shows_aliases_and_figures(tracking_store):
     _register(0.6)
     rows = catalog.list_versions(NAME)
     assert [(row["version"], row["aliases"]) for row in rows] == [("2", "challenger"), ("1", "champion")]
-    assert float(rows[1]["test_auc"]) == pytest.approx(0.7) and rows[1]["variant"] == "improved"
+    assert float(rows[1]["test/auc"]) == pytest.approx(0.7) and rows[1]["variant"] == "improved"
 
 
 def test_hand_promotion_passes_the_same_gate(tracking_store):

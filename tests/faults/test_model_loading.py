@@ -34,7 +34,7 @@ def _registered(layers: list | None = None) -> registry.RegistryResult:
         variant="improved",
         dataset_fingerprint="data-a",
         threshold=0.5,
-        metrics={"test_auc": 0.7},
+        metrics={"test/auc": 0.7},
     )
     return registry.run(cfg)
 

@@ -28,7 +28,7 @@ def _config(auc: float) -> RegistryConfig:
         variant=f"auc-{auc}",
         dataset_fingerprint="data-a",
         threshold=0.5,
-        metrics={"test_auc": auc},
+        metrics={"test/auc": auc},
     )
 
 
@@ -48,7 +48,7 @@ def test_racing_registrations_promote_the_better_model(tracking_store, tmp_path)
         assert all(code == 0 for code, _, _ in outcomes), [err[-2000:] for _, _, err in outcomes]
         model = client.get_registered_model(NAME)
         champion = client.get_model_version(NAME, model.aliases[CHAMPION])
-        assert json.loads(champion.tags["metrics"])["test_auc"] == pytest.approx(better)
+        assert json.loads(champion.tags["metrics"])["test/auc"] == pytest.approx(better)
         history = json.loads(model.tags[HISTORY_TAG])
         assert history[-1] == str(model.aliases[CHAMPION]) and str(model.aliases[PREVIOUS]) == history[-2]
         assert model.aliases.get(CHALLENGER) != model.aliases[CHAMPION]

@@ -55,9 +55,13 @@ def test_compare_flow_trains_registers_and_tabulates_both_variants(prefect_api, 
     for variant, result in outcome["results"].items():
         run = client.get_run(result["trained"]["run_id"])
         children[variant] = run
-        assert run.data.tags["variant"] == variant
+        assert run.info.run_name == variant and run.data.tags["variant"] == variant
         assert run.data.tags["mlflow.parentRunId"] == outcome["parent_run_id"]
-        assert "test_auc" in run.data.metrics and "test_tuned_f1" in run.data.metrics
+        assert "test/auc" in run.data.metrics and "test_tuned/f1" in run.data.metrics
+        assert run.data.tags["mlflow.note.content"].startswith(f"**{variant}**")
+        contexts = {tag.value for item in run.inputs.dataset_inputs for tag in item.tags if tag.key == "mlflow.data.context"}
+        assert contexts == {"train", "val", "test"}
+        assert {item.dataset.digest for item in run.inputs.dataset_inputs} == {result["sharded"]["dataset_fingerprint"]}
         assert {item.path for item in client.list_artifacts(run.info.run_id, "plots")} >= {
             "plots/learning_curves.png",
             "plots/confusion_matrix.png",
@@ -73,8 +77,11 @@ def test_compare_flow_trains_registers_and_tabulates_both_variants(prefect_api, 
     assert improved["version"] == (aliases[CHAMPION] if improved["promoted"] else aliases[CHALLENGER])
     table = Path(outcome["comparison"]["table_path"]).read_text().splitlines()
     assert table[0] == "metric,baseline,improved,relative_change_pct"
-    assert [line.split(",")[0] for line in table[1:]][:3] == ["accuracy", "auc", "pr_auc"] and "tuned_f1" in table[-2]
-    assert client.get_run(outcome["parent_run_id"]).info.status == "FINISHED"
+    assert [line.split(",")[0] for line in table[1:]][:3] == ["test/accuracy", "test/auc", "test/pr_auc"] and "test_tuned/f1" in table[-2]
+    parent = client.get_run(outcome["parent_run_id"])
+    assert parent.info.status == "FINISHED" and parent.info.run_name == f"compare · {tiny_dataset.name} · demo"
+    for variant in ("baseline", "improved"):
+        assert parent.data.metrics[f"{variant}/test/auc"] == pytest.approx(children[variant].data.metrics["test/auc"], abs=1e-4)
 
     async def states_of_this_execution() -> list[str]:
         async with get_client() as api:

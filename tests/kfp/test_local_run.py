@@ -38,7 +38,7 @@ def test_local_kfp_run_registers_the_champion_tagged_with_the_kfp_run(
     # The first version wins the empty registry, so it serves and is nobody's challenger.
     assert client.get_registered_model("kfp-local-detector").aliases == {CHAMPION: "1"}
     run = client.get_run(champion.run_id)
-    assert run.data.tags["variant"] == "baseline" and "test_auc" in run.data.metrics
+    assert run.data.tags["variant"] == "baseline" and "test/auc" in run.data.metrics
     assert run.data.tags["kfp_run_id"] and run.data.tags["kfp_run_id"] == champion.tags["kfp_run_id"]
     (pipeline_run,) = outputs.iterdir()  # kfp.local's record of the run: one folder per task
     assert len([task for task in pipeline_run.iterdir() if task.is_dir()]) == 5

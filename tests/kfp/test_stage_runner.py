@@ -19,7 +19,7 @@ UPSTREAM = {
     "validated": {"report_path": "/w/validated/report.csv", "dataset_fingerprint": "f" * 16},
     "sharded": {"manifest_path": "/w/shards/k/manifest.json", "shard_key": "k" * 16, "dataset_fingerprint": "f" * 16},
     "trained": {"run_id": "r" * 32, "model_path": "/w/runs/baseline-k/model.keras", "model_uri": "runs:/r/model"},
-    "evaluated": {"threshold": 0.42, "test": {"test_auc": 0.9, "test_accuracy": 0.8}},
+    "evaluated": {"threshold": 0.42, "test": {"test/auc": 0.9, "test/accuracy": 0.8}},
 }
 
 

@@ -59,8 +59,8 @@ def test_crash_resumes_at_the_next_epoch_in_the_same_run(tiny_data_config, manif
 
     assert (result.resumed_at_epoch, result.epochs_completed, result.reused) == (2, 3, False)
     assert result.run_id == crashed_run_id
-    history = MlflowClient().get_metric_history(result.run_id, "loss")
-    assert sorted(point.step for point in history) == [0, 1, 2], "each epoch logged once, none repeated"
+    history = MlflowClient().get_metric_history(result.run_id, "train/loss")
+    assert sorted(point.step for point in history) == [1, 2, 3], "each epoch logged once, none repeated, counted from 1"
     assert MlflowClient().get_run(result.run_id).info.status == "FINISHED"
 
 
@@ -71,10 +71,10 @@ def test_run_records_params_curves_pictures_and_model(tiny_data_config, manifest
     assert run.data.tags["variant"] == "improved"
     assert run.data.params["model.trainable_backbone_layers"] == "15"
     assert run.data.params["parameters_trainable"] == "6701825"
-    for metric in ("loss", "val_loss", "accuracy", "auc", "precision", "recall", "learning_rate"):
+    for metric in ("train/loss", "val/loss", "train/accuracy", "train/auc", "val/auc", "train/precision", "train/learning_rate"):
         assert len(client.get_metric_history(result.run_id, metric)) == 2, metric
-    artifacts = {item.path for folder in ("plots", "data") for item in client.list_artifacts(result.run_id, folder)}
-    assert {"plots/learning_curves.png", "data/manifest.json"} <= artifacts
+    artifacts = {item.path for folder in ("plots", "data", "config") for item in client.list_artifacts(result.run_id, folder)}
+    assert {"plots/learning_curves.png", "data/manifest.json", "config/pipeline.yaml"} <= artifacts
     model = mlflow.keras.load_model(result.model_uri)
     assert model.input_shape == (None, 32, 32, 3)
     assert mlflow.models.get_model_info(result.model_uri).signature is not None
@@ -85,7 +85,7 @@ def test_finished_run_is_reused_not_repeated(tiny_data_config, manifest_path, tm
     first = train.run(cfg)
     again = train.run(cfg)
     assert again.reused and again.run_id == first.run_id
-    assert len(MlflowClient().get_metric_history(first.run_id, "loss")) == 1
+    assert len(MlflowClient().get_metric_history(first.run_id, "train/loss")) == 1
 
 
 def test_champion_predicts_probability_of_ai_generated_per_image(tiny_data_config, manifest_path, tmp_path, tracking_store):

@@ -98,8 +98,8 @@ def test_deployment_run_trains_logs_to_the_server_and_registers(stack, tmp_path:
 
     client = _client(stack)
     [run] = client.search_runs([client.get_experiment_by_name("detector-tiny").experiment_id], "tags.variant = 'improved'")
-    assert run.data.params["model.trainable_backbone_layers"] == "15" and "test_auc" in run.data.metrics
-    assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 1
+    assert run.data.params["model.trainable_backbone_layers"] == "15" and "test/auc" in run.data.metrics
+    assert len(client.get_metric_history(run.info.run_id, "val/loss")) == 1
     version = client.get_model_version_by_alias(MODEL, "champion")
     assert version.run_id == run.info.run_id
 
@@ -147,7 +147,7 @@ def test_each_stage_runs_as_its_own_deployment_run_when_configured(stack, tmp_pa
         ]
     )
     [run] = _client(stack).search_runs([_client(stack).get_experiment_by_name("detector-tiny").experiment_id], "tags.variant = 'baseline'")
-    assert "test_auc" in run.data.metrics  # evaluate, in its own run, logged into the training run
+    assert "test/auc" in run.data.metrics  # evaluate, in its own run, logged into the training run
 
 
 def test_mlflow_on_postgresql_keeps_runs_and_versions_in_the_database(tmp_path: Path):

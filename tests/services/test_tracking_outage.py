@@ -95,5 +95,5 @@ def test_outage_mid_training_fails_fast_keeps_checkpoint_and_resumes(server, tin
     result = train.run(cfg)
 
     assert (result.resumed_at_epoch, result.epochs_completed) == (2, 3)
-    steps = [metric.step for metric in MlflowClient().get_metric_history(result.run_id, "val_loss")]
-    assert steps == [0, 1, 2]  # the epoch the server missed was logged on resume
+    steps = [metric.step for metric in MlflowClient().get_metric_history(result.run_id, "val/loss")]
+    assert steps == [1, 2, 3]  # the epoch the server missed was logged on resume

@@ -1,0 +1,84 @@
+"""What the MLflow UI shows: names, descriptions, params, dataset inputs and the parent's table,
+against a real MLflow sqlite store."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from components import compare, record
+from components.config import build_config
+
+MANIFEST = {
+    "dataset_fingerprint": "0123456789abcdef",
+    "positive_class": "REAL",
+    "source": {"root": "/data/cifake"},
+    "splits": {"train": {"count": 40}, "val": {"count": 10}, "test": {"count": 12}},
+}
+
+
+def _configs(profile: str = "demo") -> dict:
+    return {variant: build_config(variant, profile, {"data": {"root": "/data/cifake"}}) for variant in ("baseline", "improved")}
+
+
+def test_both_variants_log_the_same_few_param_keys():
+    params = {name: record.key_params(config) for name, config in _configs().items()}
+    assert params["baseline"].keys() == params["improved"].keys()
+    assert len(params["improved"]) < 20
+    assert (params["baseline"]["model.trainable_backbone_layers"], params["improved"]["model.trainable_backbone_layers"]) == (0, 15)
+
+
+def test_improved_note_lists_its_declared_changes_as_it_ran():
+    note = record.variant_note(_configs()["improved"], MANIFEST)
+    assert note.startswith("**improved**") and "`model.trainable_backbone_layers` = 15" in note
+    assert "`fit.epochs` = 6" in note, "the demo profile's epochs, not the declared 30"
+    assert "40 train, 10 val, 12 test" in note and "0123456789abcdef" in note
+
+
+def test_changed_settings_compare_the_configs_as_they_ran():
+    changed = {row["setting"]: (row["baseline"], row["improved"]) for row in record.changed_settings(_configs())}
+    assert changed["model.dropout"] == (0.5, 0.6)
+    assert "fit.epochs" not in changed and "data.image_size" not in changed
+    assert record.changed_settings(_configs("full"))[0]["setting"].startswith("model.")
+
+
+def test_dataset_is_logged_once_per_split_with_the_fingerprint_as_digest(tracking_store):
+    with mlflow.start_run() as run:
+        record.log_dataset(_configs()["improved"], MANIFEST)
+    inputs = MlflowClient().get_run(run.info.run_id).inputs.dataset_inputs
+    by_name = {item.dataset.name: item for item in inputs}
+    assert sorted(by_name) == ["cifake/test", "cifake/train", "cifake/val"]
+    assert {item.dataset.digest for item in inputs} == {"0123456789abcdef"}
+    assert {tag.value for tag in by_name["cifake/val"].tags if tag.key == "mlflow.data.context"} == {"val"}
+
+
+def _summary(auc: float, version: str) -> dict:
+    test = {name: auc for name in compare.TABLE_NAMES}
+    return {
+        "sharded": {"dataset_fingerprint": "0123456789abcdef"},
+        "evaluated": {"test": test, "positive_class": "REAL"},
+        "registered": {"registered_model": "m", "version": version, "decision": "no champion yet"},
+    }
+
+
+def test_parent_run_carries_both_variants_and_the_table(tracking_store, tmp_path):
+    parent_id = compare.start_parent_run("record-test", "compare · cifake · demo", {"profile": "demo"})
+    results = {"baseline": _summary(0.8, "1"), "improved": _summary(0.9, "2")}
+    cfg = compare.CompareConfig(
+        results=results, parent_run_id=parent_id, work_dir=str(tmp_path), changed_settings=record.changed_settings(_configs())
+    )
+    compare.run(cfg)
+    parent = MlflowClient().get_run(parent_id)
+    metrics = parent.data.metrics
+    assert (metrics["baseline/test/auc"], metrics["improved/test/auc"]) == (0.8, 0.9)
+    assert metrics["improved_vs_baseline_pct/test/auc"] == pytest.approx(12.5)
+    artifacts = {item.path for item in MlflowClient().list_artifacts(parent_id, "comparison")}
+    assert {"comparison/comparison.md", "comparison/comparison.html", "comparison/comparison.csv"} <= artifacts
+    note = parent.data.tags[record.NOTE_TAG]
+    assert "| test/auc" in note and "model.dropout" in note and "m v2 (no champion yet)" in note
+    assert parent.info.run_name == "compare · cifake · demo" and parent.info.status == "FINISHED"
+    view = MlflowClient().get_experiment(parent.info.experiment_id).tags[record.runs_view()[0]]
+    assert "metrics.`test/auc`" in json.loads(view)["selectedColumns"]

@@ -1,0 +1,227 @@
+"""`make ui-check`: look at the MLflow record as a user does, in headless Chromium.
+
+Builds a fresh tiny demo-like store (the flow tests' tiny data, two epochs per variant), serves it
+with `mlflow server` on loopback, and saves screenshots of the runs table, the parent run, the
+compare view of the two variants and the registered model. It fails when a page does not show
+what a user needs: both variants by name with their test AUC, the parent's figures for both
+variants, the model's aliases.
+
+    python -m tests.ui.ui_check [--out work/ui-check] [--store sqlite:///mlflow.db] [--readme-shot docs/mlflow-runs.png]
+
+Browser: Debian's chromium (`apt-get install chromium`) driven by Playwright's Python package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+from mlflow import MlflowClient
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+from components import demo_data, record
+from tests.conftest import free_port, wait_for_http
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# A loaded 2-core machine renders the first page of the UI in tens of seconds.
+PAGE_TIMEOUT_MS = 120_000
+TINY = ["data.image_size=32", "data.images_per_shard=16", "variant.fit.epochs=2", "variant.fit.batch_size=16"]
+
+
+class UiCheckFailed(AssertionError):
+    """A page does not show what the record promises; the message names the page and the value."""
+
+
+def build_store(out: Path) -> str:
+    """A fresh demo-like store: tiny demo data, `detector compare` on the demo profile."""
+    if out.exists():
+        shutil.rmtree(out)
+    data = out / "demo-data"
+    demo_data.run(demo_data.DemoDataConfig(out_dir=str(data), train_per_class=24, test_per_class=6, image_size=32))
+    uri = f"sqlite:///{out / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PREFECT_HOME": str(out / "prefect"), "PYTHONPATH": str(REPO)}
+    overrides = [item for setting in [*TINY, f"work_dir={out / 'work'}"] for item in ("--set", setting)]
+    command = [sys.executable, "-m", "components.cli", "compare", "--data", str(data), *overrides]
+    # cwd=out: the sqlite store puts its artifacts in ./mlruns.
+    finished = subprocess.run(command, cwd=out, env=env, capture_output=True, text=True)
+    if finished.returncode:
+        raise UiCheckFailed(f"detector compare failed ({finished.returncode}):\n{finished.stdout[-3000:]}\n{finished.stderr[-3000:]}")
+    return uri
+
+
+@contextlib.contextmanager
+def mlflow_server(store_uri: str, log_path: Path):
+    port = free_port()
+    # The UI needs no background jobs; MLflow's job runner would start seven more processes.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with open(log_path, "w") as log:
+        command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store_uri, "--host", "127.0.0.1", "--port", str(port)]
+        # Its own session, so stopping it stops its workers too.
+        server = subprocess.Popen([*command, "--workers", "1"], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_for_http(f"{url}/health", server, timeout=180)
+            yield url
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+
+
+def latest_comparison(client: MlflowClient) -> tuple[str, object, dict[str, object]]:
+    """The newest parent run and its two variant runs, read through the server's REST API."""
+    for experiment in client.search_experiments():
+        parents = client.search_runs([experiment.experiment_id], "tags.kind = 'comparison'", order_by=["attributes.start_time DESC"])
+        if parents:
+            parent = parents[0]
+            children = client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+            return experiment.experiment_id, parent, {run.info.run_name: run for run in children}
+    raise UiCheckFailed("no comparison run in the store: run `make demo` or let ui-check build its own store")
+
+
+def check_runs_table(page, url: str, experiment_id: str, variants: dict[str, object]) -> None:
+    page.goto(record.runs_view_url(url, experiment_id))
+    for name, run in variants.items():
+        row = page.locator(f'[role="row"][row-id="{run.info.run_id}"]')
+        shown_name = row.locator('[col-id="attributes.`Run Name`"]')
+        shown_auc = row.locator('[col-id="metrics.`test/auc`"]')
+        shown_name.wait_for(timeout=PAGE_TIMEOUT_MS)
+        if name not in shown_name.inner_text():
+            raise UiCheckFailed(
+                f"runs table: the row of run {run.info.run_id} is not named {name!r}. Received: {shown_name.inner_text()!r}"
+            )
+        text, expected = shown_auc.inner_text().strip(), run.data.metrics["test/auc"]
+        if not _same_number(text, expected):
+            raise UiCheckFailed(f"runs table: {name}'s test/auc column shows {text!r}, expected {expected}")
+
+
+def check_parent(page, url: str, experiment_id: str, parent) -> None:
+    page.goto(f"{url}/#/experiments/{experiment_id}/runs/{parent.info.run_id}")
+    page.get_by_text("baseline vs improved").first.wait_for(timeout=PAGE_TIMEOUT_MS)
+    # Unfold the description (it holds the comparison table); the link appears once it is laid out,
+    # and not at all when the description is short.
+    with contextlib.suppress(PlaywrightTimeoutError):
+        page.get_by_text("Show more", exact=True).first.click(timeout=10_000)
+    for name in ("baseline/test/auc", "improved/test/auc"):
+        if not page.get_by_text(name, exact=True).count():
+            raise UiCheckFailed(f"parent run page: metric {name!r} is not shown")
+
+
+def check_compare(page, url: str, experiment_id: str, variants: dict[str, object]) -> None:
+    ids = json.dumps([run.info.run_id for run in variants.values()])
+    page.goto(f"{url}/#/compare-runs?runs={urllib.parse.quote(ids)}&experiments={urllib.parse.quote(json.dumps([experiment_id]))}")
+    page.get_by_text("test/auc", exact=True).first.wait_for(timeout=PAGE_TIMEOUT_MS)
+    body = page.inner_text("body")
+    for name in variants:
+        if name not in body:
+            raise UiCheckFailed(f"compare view: variant {name!r} is not shown")
+
+
+def check_model(page, url: str, client: MlflowClient) -> str:
+    [model] = client.search_registered_models(max_results=1, order_by=["last_updated_timestamp DESC"])
+    page.goto(f"{url}/#/models/{urllib.parse.quote(model.name)}")
+    page.get_by_text("Version 1").first.wait_for(timeout=PAGE_TIMEOUT_MS)
+    body = " ".join(page.inner_text("body").split())  # the alias pill separates "@" with a no-break space
+    for alias in model.aliases:
+        if f"@ {alias}" not in body:
+            raise UiCheckFailed(f"registered model page: alias {alias!r} of {model.name} is not shown")
+    return model.name
+
+
+def _same_number(text: str, expected: float) -> bool:
+    try:
+        return abs(float(text) - expected) < 1e-9
+    except ValueError:
+        return False
+
+
+def screenshots(url: str, out: Path) -> list[Path]:
+    from playwright.sync_api import sync_playwright
+
+    client = MlflowClient(tracking_uri=url, registry_uri=url)
+    experiment_id, parent, variants = latest_comparison(client)
+    if sorted(variants) != ["baseline", "improved"]:
+        raise UiCheckFailed(f"the comparison's child runs are not named baseline and improved. Received: {sorted(variants)}")
+    shots = []
+    with sync_playwright() as playwright:
+        profile = out / "chromium-profile"
+        shutil.rmtree(profile, ignore_errors=True)  # a new empty profile: no saved view state from an earlier check
+        browser = playwright.chromium.launch_persistent_context(
+            str(profile), executable_path=CHROMIUM, args=CHROMIUM_FLAGS, viewport={"width": 1500, "height": 900}
+        )
+        page = browser.new_page()
+        steps = (
+            ("runs-table", lambda: check_runs_table(page, url, experiment_id, variants)),
+            ("parent-run", lambda: check_parent(page, url, experiment_id, parent)),
+            ("compare-variants", lambda: check_compare(page, url, experiment_id, variants)),
+            ("registered-model", lambda: check_model(page, url, client)),
+        )
+        try:
+            for name, check in steps:
+                check()
+                _close_assistant(page)
+                shots.append(out / f"{name}.png")
+                page.screenshot(path=str(shots[-1]), full_page=True)
+        except Exception:
+            page.screenshot(path=str(out / "failed.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+    return shots
+
+
+def _close_assistant(page) -> None:
+    """The MLflow Assistant side panel opens by default and takes a third of the screen."""
+    close = page.get_by_role("button", name="Close")
+    if close.count():
+        close.first.click()
+        page.wait_for_timeout(300)  # the panel's slide-out animation, before the screenshot
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="ui-check", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="work/ui-check", help="Screenshots (and the fresh store) go here (default: %(default)s).")
+    parser.add_argument("--store", help="Check this tracking store (e.g. sqlite:///mlflow.db after `make demo`) instead of a fresh one.")
+    parser.add_argument("--readme-shot", help="Also copy the runs-table screenshot here, e.g. docs/mlflow-runs.png.")
+    args = parser.parse_args(argv)
+    if not Path(CHROMIUM).is_file():
+        sys.exit(f"ui-check needs Chromium at {CHROMIUM} (Debian: apt-get install -y chromium; or set CHROMIUM=/path/to/chromium)")
+    out = Path(args.out).resolve()
+    started = time.monotonic()
+    store = args.store or build_store(out)
+    out.mkdir(parents=True, exist_ok=True)
+    built = time.monotonic()
+    with mlflow_server(store, out / "mlflow-server.log") as url:
+        shots = screenshots(url, out)
+    if args.readme_shot:
+        shutil.copyfile(shots[0], args.readme_shot)
+    print(f"ui-check passed: store {built - started:.0f} s, server and browser {time.monotonic() - built:.0f} s")
+    for shot in shots:
+        print(f"  {shot}")
+
+
+if __name__ == "__main__":
+    main()
