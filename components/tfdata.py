@@ -96,18 +96,23 @@ def _decoded_batches(
 ) -> tf.data.Dataset:
     paths = [str(folder / name) for name in manifest["splits"][split]["files"]]
     size = manifest["image_size"]
-    files = tf.data.Dataset.from_tensor_slices(paths)
+    jpeg = manifest.get("encoding", {}).get("codec") == "jpeg"
     if training:
-        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    records = files.interleave(
-        tf.data.TFRecordDataset, cycle_length=min(len(paths), 8), num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training
-    )
-    if training:
+        files = tf.data.Dataset.from_tensor_slices(paths).shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+        records = files.interleave(
+            tf.data.TFRecordDataset, cycle_length=min(len(paths), 8), num_parallel_calls=tf.data.AUTOTUNE, deterministic=False
+        )
         records = records.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+    else:
+        # Evaluation order is file by file, record by record: what the TensorFlow-free reader yields too.
+        records = tf.data.TFRecordDataset(paths)
 
     def parse(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         example = tf.io.parse_single_example(serialized, READ_SPEC)
-        image = tf.io.decode_image(example[IMAGE_KEY], channels=3, expand_animations=False)
+        if jpeg:  # the accurate DCT, as Pillow decodes: the same pixels as the TF-free reader and predict
+            image = tf.io.decode_jpeg(example[IMAGE_KEY], channels=3, dct_method="INTEGER_ACCURATE")
+        else:
+            image = tf.io.decode_image(example[IMAGE_KEY], channels=3, expand_animations=False)
         image = tf.ensure_shape(image, [size, size, 3])
         return image, tf.reshape(tf.cast(example[LABEL_KEY], tf.float32), [1])
 
