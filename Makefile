@@ -9,8 +9,8 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,infra]' 2>&1 | grep -v "is ignored: it is neither" || true
-	$(BIN)/python -c "import tensorflow, mlflow, prefect, components" 
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,infra,jax]' 2>&1 | grep -v "is ignored: it is neither" || true
+	$(BIN)/python -c "import tensorflow, jax, mlflow, prefect, components" 
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -18,8 +18,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/detector demo
 
+# The suite runs on TensorFlow (the default backend); its JAX checks start their own processes
+# (tests/model/test_backends.py, test_distribution.py). The layer tests also run in-process on JAX.
 test: $(STAMP)
 	$(BIN)/pytest
+	KERAS_BACKEND=jax $(BIN)/pytest -q tests/model/test_augment_layer.py
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow"
