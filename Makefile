@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint check-infra clean services services-stop bench
+.PHONY: install demo test test-fast lint check-infra clean services services-stop bench gpu-carry
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test-fast: $(STAMP)
 # Every benchmark figure in one run: prints a table, writes bench/results.json (bench/README.md).
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Wheels and shards for bench/gpu_check.sh on a GPU host without TensorFlow or a package index.
+gpu-carry: $(STAMP)
+	bench/prepare_gpu_carry.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
