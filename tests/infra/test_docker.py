@@ -38,7 +38,7 @@ def read_lock(path: Path) -> dict[str, str]:
 
 
 def test_three_images_exist():
-    assert {path.name for path in DOCKERFILES} == {"cpu.Dockerfile", "gpu.Dockerfile", "mlflow.Dockerfile"}
+    assert {path.name for path in DOCKERFILES} == {"cpu.Dockerfile", "gpu.Dockerfile", "gpu-jax.Dockerfile", "mlflow.Dockerfile"}
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.name)
@@ -69,7 +69,7 @@ def test_image_is_pinned_and_runs_as_numeric_non_root_user(dockerfile: Path):
     assert installs and all("--requirement" in args or "--no-deps ." in args for args in installs), installs
 
 
-@pytest.mark.parametrize("name", ["cpu", "gpu"])
+@pytest.mark.parametrize("name", ["cpu", "gpu", "gpu-jax"])
 def test_pipeline_images_enter_through_the_detector_cli(name: str):
     steps = instructions(DOCKER_DIR / f"{name}.Dockerfile")
     assert ("ENTRYPOINT", '["detector"]') in steps
