@@ -19,10 +19,10 @@ demo: $(STAMP)
 	$(BIN)/detector demo
 
 # The suite runs on TensorFlow (the default backend); its JAX checks start their own processes
-# (tests/model/test_backends.py, test_distribution.py). The layer tests also run in-process on JAX.
+# (tests/model/test_backends.py, test_distribution.py); the layer and precise-BN tests also run in-process on JAX.
 test: $(STAMP)
 	$(BIN)/pytest
-	KERAS_BACKEND=jax $(BIN)/pytest -q tests/model/test_augment_layer.py
+	KERAS_BACKEND=jax $(BIN)/pytest -q tests/model/test_augment_layer.py tests/model/test_precise_bn.py
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow"
