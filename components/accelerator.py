@@ -170,7 +170,7 @@ def compiled_forward(model: keras.Model) -> Callable[[Any], Any]:
         return forward
     import tensorflow as tf
 
-    if tf.distribute.has_strategy() or model.distribute_strategy.num_replicas_in_sync > 1:
+    if model.distribute_strategy.num_replicas_in_sync > 1:
         return lambda batch: model(batch, training=True)
     return tf.function(lambda batch: model(batch, training=True))
 
