@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import keras
+import numpy as np
 
 from components.config import FitConfig, RuntimeConfig
 
@@ -164,7 +165,8 @@ def compiled_forward(model: keras.Model) -> Callable[[Any], Any]:
         def forward(batch):
             trainable = [variable.value for variable in model.trainable_variables]
             non_trainable = [variable.value for variable in model.non_trainable_variables]
-            for variable, value in zip(model.non_trainable_variables, step(trainable, non_trainable, batch)):
+            # np.asarray: tf.data hands over TensorFlow tensors, which JAX does not take.
+            for variable, value in zip(model.non_trainable_variables, step(trainable, non_trainable, np.asarray(batch))):
                 variable.assign(value)
 
         return forward
