@@ -18,8 +18,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --create-home --uid 10001 detector
 WORKDIR /app
 
+COPY docker/requirements-cpu.txt /tmp/requirements-cpu.txt
 COPY docker/requirements-gpu-jax.txt /tmp/requirements.txt
-RUN pip install --requirement /tmp/requirements.txt && rm /tmp/requirements.txt
+RUN pip install --requirement /tmp/requirements-cpu.txt --requirement /tmp/requirements.txt && rm /tmp/requirements*.txt
 
 COPY pyproject.toml README.md mlflow.env prefect.yaml ./
 COPY components ./components

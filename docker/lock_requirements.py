@@ -1,6 +1,6 @@
 """Regenerate the images' pinned requirement files (docker/requirements-*.txt).
 
-    .venv/bin/python docker/lock_requirements.py            # all four
+    .venv/bin/python docker/lock_requirements.py            # all three
     .venv/bin/python docker/lock_requirements.py mlflow     # one
 
 pip resolves each set without installing anything (`--dry-run --report`). The versions the
@@ -28,9 +28,6 @@ PROJECT_NAME = "ai-image-detector"
 REQUIREMENT_SETS = {
     "cpu": [".", "prefect-kubernetes==0.8.0"],
     "gpu": [".[gpu]", "prefect-kubernetes==0.8.0"],
-    # The JAX variant of the GPU image (docker/gpu-jax.Dockerfile): JAX's CUDA 13 wheels beside the
-    # CPU set, whose TensorFlow only reads and writes shards there.
-    "gpu-jax": [".[jax]", "jax[cuda13]", "prefect-kubernetes==0.8.0"],
     "mlflow": ["mlflow[auth]==3.17.2", "boto3", "psycopg2-binary==2.9.*"],
 }
 HEADER = """\
