@@ -2,8 +2,9 @@
 # JAX's `cuda13` extra brings CUDA and cuDNN as pinned pip wheels, so, like docker/gpu.Dockerfile,
 # the host needs only the NVIDIA driver and container toolkit. Several GPUs in one container
 # train with keras.distribution.DataParallel. Shards are read by tf.data where TensorFlow (CPU)
-# is present, as here, or by the TensorFlow-free reader. Choose it with DETECTOR_GPU_IMAGE
-# (README: GPU training, TensorFlow or JAX). Build from the repository root:
+# is present, as here, or by the TensorFlow-free reader. Use it in place of detector-gpu: the
+# `gpu` deployment's `image` job variable (README: GPU training, TensorFlow or JAX). Build from
+# the repository root:
 #   docker build -f docker/gpu-jax.Dockerfile -t detector-gpu-jax:0.1.0 .
 FROM python:3.11.11-slim-bookworm
 
