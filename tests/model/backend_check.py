@@ -21,7 +21,7 @@ from components.config import build_config
 
 
 def serve(manifest_path: str, model_uri: str, images: str, out_dir: str) -> dict:
-    model_path = mlflow.artifacts.download_artifacts(f"{model_uri}/data/model.keras", dst_path=out_dir)
+    model_path = str(Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=out_dir)) / "data" / "model.keras")
     evaluated = evaluate.run(evaluate.EvaluateConfig(manifest_path=manifest_path, model_path=model_path, output_dir=out_dir))
     predicted = predict.run(predict.PredictConfig(images=images, model_uri=model_uri))
     return {
@@ -52,7 +52,7 @@ def train_and_register(manifest_path: str, work_dir: str, data: dict, registered
     )
     champion = f"models:/{registered_model}@champion"
     predicted = predict.run(predict.PredictConfig(images=images, model_uri=champion))
-    requirements = Path(mlflow.artifacts.download_artifacts(f"{trained.model_uri}/requirements.txt", dst_path=f"{work_dir}/req"))
+    requirements = Path(mlflow.artifacts.download_artifacts(trained.model_uri, dst_path=f"{work_dir}/req")) / "requirements.txt"
     return {
         "backend": keras.backend.backend(),
         "run_id": trained.run_id,

@@ -73,7 +73,7 @@ def test_jax_run_records_its_backend_and_needs_jax(jax_trained, store):
 
 
 def test_jax_trained_model_evaluates_and_predicts_alike_under_tensorflow(world, jax_trained, store, tmp_path):
-    model_path = mlflow.artifacts.download_artifacts(f"{jax_trained['model_uri']}/data/model.keras", dst_path=str(tmp_path))
+    model_path = str(Path(mlflow.artifacts.download_artifacts(jax_trained["model_uri"], dst_path=str(tmp_path))) / "data" / "model.keras")
     evaluated = evaluate.run(evaluate.EvaluateConfig(manifest_path=world["manifest"], model_path=model_path, output_dir=str(tmp_path)))
     assert evaluated.test["test_auc"] == pytest.approx(jax_trained["test"]["test_auc"], abs=1e-6)
     served = predict.run(predict.PredictConfig(images=str(Path(world["data"].root) / "test" / "FAKE"), model_uri=jax_trained["model_uri"]))
@@ -92,7 +92,9 @@ def test_tensorflow_trained_model_is_served_under_jax(world, store, tmp_path):
     }
     trained = train.run(train.TrainConfig(pipeline=build_config("baseline", "demo", overrides), manifest_path=world["manifest"]))
     assert keras.backend.backend() == "tensorflow"
-    requirements = Path(mlflow.artifacts.download_artifacts(f"{trained.model_uri}/requirements.txt", dst_path=str(tmp_path))).read_text()
+    requirements = (
+        Path(mlflow.artifacts.download_artifacts(trained.model_uri, dst_path=str(tmp_path / "model"))) / "requirements.txt"
+    ).read_text()
     assert "tensorflow==" in requirements
     evaluated = evaluate.run(
         evaluate.EvaluateConfig(manifest_path=world["manifest"], model_path=trained.model_path, output_dir=str(tmp_path))
