@@ -111,7 +111,7 @@ def test_build_context_holds_what_the_images_copy_and_no_credentials(tmp_path: P
     # A tree with the project's files plus the ones that must never reach an image layer,
     # filtered by docker-py's implementation of .dockerignore matching.
     wanted = ["pyproject.toml", "README.md", "mlflow.env", "prefect.yaml", "components/cli.py", "flows/pipeline.py"]
-    wanted += [f"docker/requirements-{name}.txt" for name in LOCKS] + ["docker/mlflow-entrypoint.sh"]
+    wanted += [f"docker/requirements-{name}.txt" for name in LOCKS] + ["docker/requirements-gpu-jax.txt", "docker/mlflow-entrypoint.sh"]
     unwanted = ["mlflow.local.env", "infra/stack.env", "infra/kubernetes/credentials.env", "work/demo-data/REAL/a.png"]
     unwanted += [".venv/bin/python", "mlflow.db", "mlruns/0/meta.yaml", "tests/conftest.py", "components/__pycache__/cli.pyc"]
     for relative in wanted + unwanted:
