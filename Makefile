@@ -9,12 +9,12 @@ STAMP := $(VENV)/.installed
 KFP_VENV := .venv-kfp
 KFP_STAMP := $(KFP_VENV)/.installed
 
-.PHONY: install demo test test-fast lint check-infra clean services services-stop bench kfp-env quality ui-check
+.PHONY: install demo test test-fast lint check-infra clean services services-stop bench kfp-env quality ui-check gpu-carry
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,infra]' 2>&1 | grep -v "is ignored: it is neither" || true
-	$(BIN)/python -c "import tensorflow, mlflow, prefect, components" 
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,infra,jax]' 2>&1 | grep -v "is ignored: it is neither" || true
+	$(BIN)/python -c "import tensorflow, jax, mlflow, prefect, components" 
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -30,8 +30,11 @@ kfp-env: $(KFP_STAMP)
 demo: $(STAMP)
 	$(BIN)/detector demo
 
+# The suite runs on TensorFlow (the default backend); its JAX checks start their own processes
+# (tests/model/test_backends.py, test_distribution.py); the layer and precise-BN tests also run in-process on JAX.
 test: $(STAMP) $(KFP_STAMP)
 	$(BIN)/pytest
+	KERAS_BACKEND=jax $(BIN)/pytest -q tests/model/test_augment_layer.py tests/model/test_precise_bn.py
 
 test-fast: $(STAMP) $(KFP_STAMP)
 	$(BIN)/pytest -m "not slow"
@@ -51,6 +54,10 @@ QUALITY_DATA ?= ../shared/data/cifake-dev
 QUALITY_ARGS ?=
 quality: $(STAMP)
 	$(BIN)/python -m flows.quality --data $(QUALITY_DATA) $(QUALITY_ARGS)
+
+# Wheels and shards for bench/gpu_check.sh on a GPU host without TensorFlow or a package index.
+gpu-carry: $(STAMP)
+	bench/prepare_gpu_carry.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,9 +1,13 @@
-"""GPU check (bench/gpu_check.sh): training images/s at 224 px, fp32 against mixed precision,
-and the input pipeline's rate on this machine's CPUs, from synthetic shards.
+"""GPU check (bench/gpu_check.sh): runs on Keras with JAX and no TensorFlow, from carried shards.
 
-Each training row fits the improved variant (random weights: the same math, no download) for a
-warm-up epoch (XLA compilation, cuDNN autotune) and then a measured epoch. Writes
-bench/gpu_results.json.
+Prints and writes bench/gpu_results.json:
+(a) in-memory training rates, baseline and improved at 224 px, mixed_bfloat16 and float32
+    (`fit` on pre-decoded uint8 batches, random weights: the same math, no download);
+(b) end-to-end training rate of the improved variant from the 224 px JPEG shards, decoded by the
+    TensorFlow-free reader's threads, live augmentation in the model on the accelerator;
+(c) the input path alone (read, CRC, parse, decode, batch) on this machine's cores;
+(d) a short real training on the CIFAKE dev shards, with its test AUC.
+Each training row times the epochs after the first (XLA compilation, autotuning).
 """
 
 from __future__ import annotations
@@ -16,90 +20,147 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
-from PIL import Image
 
-from bench.report import machine
-from bench.timing import images_per_second
-from bench.training import EpochTimer
 from components import accelerator
-from components.config import IMPROVED
-from components.images import encode
-from components.records import make_dataset, serialize, shard_name
-from components.train import compile_model
+from components.compiled import compile_model
+from components.config import BASELINE, IMPROVED, RuntimeConfig
+from components.records import make_dataset, read_manifest
 
 SIZE = 224
-POLICY = {"rotation_degrees": 20.0, "shift_fraction": 0.2, "horizontal_flip": True}
-VARIANTS = {
-    "fp32": {"mixed_precision": "off", "xla": "off"},
-    "mixed_float16": {"mixed_precision": "on", "xla": "off"},
-    "mixed_float16 + XLA (improved)": {"mixed_precision": "on", "xla": "on"},
-}
 
 
-def write_shards(folder: Path, count: int, per_shard: int = 256) -> str:
-    """Smooth random 224 px images (JPEG sizes like photos, not like noise) and a manifest."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    names = [shard_name("train", index, -(-count // per_shard)) for index in range(-(-count // per_shard))]
-    for index, name in enumerate(names):
-        with tf.io.TFRecordWriter(str(folder / name)) as writer:
-            for _ in range(min(per_shard, count - index * per_shard)):
-                coarse = Image.fromarray(rng.integers(0, 256, (14, 14, 3), dtype=np.uint8))
-                writer.write(serialize(encode(coarse, SIZE, "jpeg", 95), int(rng.integers(2)), "synthetic"))
-    manifest = {
-        "image_size": SIZE,
-        "splits": {"train": {"files": names, "count": count}},
-        "augmentation": {"policy": POLICY, "applied": "live"},
-    }
-    (folder / "manifest.json").write_text(json.dumps(manifest))
-    return str(folder / "manifest.json")
+class EpochTimer(keras.callbacks.Callback):
+    """Wall time of every epoch after the first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds, self.started = 0.0, 0.0
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        if epoch:
+            self.seconds += time.perf_counter() - self.started
 
 
-def training_rate(switches: dict, batches_for: callable, steps: int) -> tuple[float, int]:
-    fit = IMPROVED.fit.with_changes(**switches)
-    placement = accelerator.resolve(fit)
+BATCH = int(os.environ.get("GPU_CHECK_BATCH", "256"))  # per device; smaller only for a dry run on CPU
+
+
+def placed(variant, precision: str, augment: dict | None = None):
+    runtime = RuntimeConfig(precision=precision, batch_per_device=BATCH, reader="python", augmentation="model")
+    fit = variant.fit.with_changes(batch_size=BATCH)
+    placement = accelerator.resolve(fit, runtime)
     keras.utils.set_random_seed(0)
     with accelerator.building(placement):
-        model = compile_model(IMPROVED.model.with_changes(backbone_weights="none"), fit, SIZE, placement)
+        model = compile_model(variant.model.with_changes(backbone_weights="none"), fit, SIZE, placement, augment)
+    return placement, model
+
+
+def in_memory_rate(variant, precision: str, steps: int) -> float:
+    placement, model = placed(variant, precision)
+    batch = placement.global_batch_size
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (batch * steps, SIZE, SIZE, 3), dtype=np.uint8)
+    labels = (rng.random((batch * steps, 1)) < 0.5).astype("float32")
     timer = EpochTimer()
-    model.fit(batches_for(placement.global_batch_size), epochs=2, steps_per_epoch=steps, callbacks=[timer], verbose=0, shuffle=False)
-    return steps * placement.global_batch_size / timer.seconds, placement.global_batch_size
+    with accelerator.building(placement):
+        model.fit(images, labels, batch_size=batch, epochs=3, callbacks=[timer], verbose=0, shuffle=False)
+    return 2 * steps * batch / timer.seconds
 
 
-def in_memory(batch_size: int) -> tf.data.Dataset:
-    images = tf.random.uniform([batch_size, SIZE, SIZE, 3], 0, 256, dtype=tf.int32)
-    labels = tf.cast(tf.random.uniform([batch_size, 1], 0, 2, dtype=tf.int32), tf.float32)
-    return tf.data.Dataset.from_tensors((tf.cast(images, tf.uint8), labels)).repeat()
+def end_to_end_rate(manifest_path: str, epochs: int) -> float:
+    policy = read_manifest(manifest_path)["augmentation"]["policy"]
+    placement, model = placed(IMPROVED, "auto", augment=policy)
+    batches = make_dataset(
+        manifest_path, "train", placement.global_batch_size, training=True, dtype="uint8", reader="python", replicas=placement.replicas
+    )
+    timer = EpochTimer()
+    with accelerator.building(placement):
+        model.fit(batches, epochs=epochs, callbacks=[timer], verbose=0)
+    return (epochs - 1) * len(batches) * placement.global_batch_size / timer.seconds
+
+
+def input_rate(manifest_path: str, rounds: int = 2) -> dict[str, float]:
+    rates = {}
+    for workers in sorted({1, os.cpu_count() or 1}):
+        batches = make_dataset(manifest_path, "train", BATCH, training=True, dtype="uint8", reader="python")
+        batches.workers = workers
+        started, count = time.perf_counter(), 0
+        for _ in range(rounds):
+            count += sum(len(labels) for _, labels in batches)
+        rates[f"{workers} threads"] = count / (time.perf_counter() - started)
+    return rates
+
+
+def short_training(manifest_path: str, epochs: int) -> dict[str, float]:
+    """The improved variant's head and top layers on CIFAKE, from random weights (no download there)."""
+    variant = IMPROVED.with_changes(model={"preprocessing": "imagenet", "trainable_backbone_layers": 175}, fit={"learning_rate": 1e-3})
+    runtime = RuntimeConfig(batch_per_device=BATCH, reader="python")
+    placement = accelerator.resolve(variant.fit.with_changes(batch_size=BATCH), runtime)
+    keras.utils.set_random_seed(0)
+    read = dict(dtype="uint8", reader="python", replicas=placement.replicas)
+    train = make_dataset(manifest_path, "train", placement.global_batch_size, training=True, **read)
+    val = make_dataset(manifest_path, "val", placement.global_batch_size, **read)
+    started = time.perf_counter()
+    with accelerator.building(placement):
+        model = compile_model(variant.model.with_changes(backbone_weights="none"), variant.fit, 32, placement)
+        model.fit(train, validation_data=val, epochs=epochs, verbose=2)
+        scores, labels = [], []
+        for batch in make_dataset(manifest_path, "test", 500, dtype="uint8", reader="python"):
+            scores.append(np.asarray(model.predict_on_batch(batch[0])).ravel())
+            labels.append(batch[1].ravel())
+    return {"test_auc": rank_auc(np.concatenate(labels), np.concatenate(scores)), "seconds": time.perf_counter() - started}
+
+
+def rank_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Mann-Whitney AUC (ties averaged), NumPy only."""
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    ranks[order] = np.arange(1, len(scores) + 1)
+    for value in np.unique(scores[np.diff(np.sort(scores), prepend=np.nan) == 0]):
+        ranks[scores == value] = ranks[scores == value].mean()
+    positives = labels == 1
+    count = positives.sum()
+    return float((ranks[positives].sum() - count * (count + 1) / 2) / (count * (len(labels) - count)))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=60, help="Measured steps per training row (default: %(default)s).")
-    parser.add_argument("--images", type=int, default=4096, help="Synthetic shard images (default: %(default)s).")
-    parser.add_argument("--work", default="work/gpu-check", help="Where the shards go (default: %(default)s).")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--carry", default="bench/carry", help="Shards made by bench/gpu_carry.py (default: %(default)s).")
+    parser.add_argument("--steps", type=int, default=8, help="Steps per in-memory epoch (default: %(default)s).")
+    parser.add_argument("--epochs", type=int, default=4, help="Epochs of the end-to-end row (default: %(default)s).")
+    parser.add_argument("--cifake-epochs", type=int, default=6, help="Epochs of the short real training (default: %(default)s).")
+    parser.add_argument("--sections", default="abcd", help="Which of (a)-(d) to run (default: %(default)s).")
     parser.add_argument("--out", default="bench/gpu_results.json")
     args = parser.parse_args()
     started = time.perf_counter()
-    results: dict = {"machine": machine(), "training_images_per_second": {}}
-    if not results["machine"]["gpus"]:
-        print("WARNING: TensorFlow sees no GPU; the figures below are CPU figures.")
-    manifest = write_shards(Path(args.work), args.images)
-    live = make_dataset(manifest, "train", 256, training=True, dtype=tf.uint8).repeat()
-    input_rate = results["input_images_per_second_live_augmentation"] = images_per_second(live, 8 * args.images)
-    print(f"input pipeline, live fused augmentation, {os.cpu_count()} CPU cores: {input_rate:.0f} img/s")
-    for name, switches in VARIANTS.items():
-        try:
-            rate, batch = training_rate(switches, in_memory, args.steps)
-        except Exception as error:  # one failing variant must not hide the others' figures
-            print(f"{name}: FAILED ({type(error).__name__}: {error})")
-            continue
-        results["training_images_per_second"][name] = rate
-        print(f"training, in-memory batches, {name}, global batch {batch}: {rate:.0f} img/s")
-    best = VARIANTS["mixed_float16 + XLA (improved)"]
-    rate, _ = training_rate(best, lambda batch: make_dataset(manifest, "train", batch, training=True, dtype=tf.uint8).repeat(), args.steps)
-    results["training_images_per_second_from_shards_improved"] = rate
-    print(f"training from shards (live augmentation), improved: {rate:.0f} img/s  (target >= 2000 on one H100)")
+    gpus = accelerator.gpu_capabilities()
+    results: dict = {"backend": accelerator.backend(), "gpus": gpus, "cpu_cores": os.cpu_count(), "in_memory": {}}
+    print(f"backend {results['backend']}, GPUs (compute capability) {gpus or 'none: CPU figures'}, {os.cpu_count()} CPU cores", flush=True)
+    photos, cifake = str(Path(args.carry) / "photo224" / "manifest.json"), str(Path(args.carry) / "cifake" / "manifest.json")
+    if "c" in args.sections:
+        results["input_images_per_second"] = input_rate(photos)
+        print(f"(c) input path alone (read, CRC, parse, JPEG decode, batch): {results['input_images_per_second']}", flush=True)
+    for variant in (IMPROVED, BASELINE) if "a" in args.sections else ():
+        for precision in ("mixed_bfloat16", "float32"):
+            name = f"{variant.name}, {precision}"
+            try:
+                results["in_memory"][name] = rate = in_memory_rate(variant, precision, args.steps)
+            except Exception as error:  # one failing row must not hide the others' figures
+                print(f"(a) {name}: FAILED ({type(error).__name__}: {error})", flush=True)
+                continue
+            print(f"(a) in-memory training, {name}, batch 256: {rate:.0f} img/s", flush=True)
+    if "b" in args.sections:
+        results["end_to_end_improved"] = rate = end_to_end_rate(photos, args.epochs)
+        best = results["in_memory"].get("improved, mixed_bfloat16") or float("nan")
+        print(
+            f"(b) end-to-end from JPEG shards, improved, live augmentation in the model: {rate:.0f} img/s ({rate / best:.2f} of in-memory)"
+        )
+        print("    targets: in-memory improved >= 20,000 img/s; end-to-end >= 0.7 of it", flush=True)
+    if "d" in args.sections:
+        results["cifake"] = short_training(cifake, args.cifake_epochs)
+        print(f"(d) CIFAKE dev, {args.cifake_epochs} epochs from random weights: test AUC {results['cifake']['test_auc']:.3f}")
     results["wall_seconds"] = time.perf_counter() - started
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print(f"wall time {results['wall_seconds']:.0f} s; written to {args.out}")

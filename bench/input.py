@@ -4,6 +4,8 @@
 - Keras Random* layers over tf.data: this project's reader before the fused warp.
 - The project's reader: live fused augmentation, and premade copies (no live work).
 - The decode ceiling: tf.io.decode_jpeg of the same shard images on all cores, nothing else.
+- The warp alone, on the same decoded batches: the tf.data warp (records.fused_augment) against
+  the in-model RandomAffine layer (components/augment.py) compiled as the train step compiles it.
 
 Rates alternate over rounds and the best round counts, so another process's burst on a shared
 host lowers one round, not the comparison.
@@ -18,7 +20,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from bench.timing import images_per_second
+from bench.timing import Stopwatch, images_per_second
 from components.records import FEATURE_SPEC, IMAGE_KEY, make_dataset, read_manifest
 
 BATCH_SIZE = 32
@@ -40,6 +42,28 @@ def measure(source_dir: Path, live_manifest: str, premade_manifest: str, policy:
             if name == "keras_random_layers" and round_index:
                 continue  # the "before" row: one round is enough to show the gap
             best[name] = max(best[name], images_per_second(make(), images))
+    best.update(_warps(live_manifest, policy, rounds))
+    return best
+
+
+def _warps(manifest_path: str, policy: dict[str, Any], rounds: int, repeats: int = 20) -> dict[str, float]:
+    """Images/s of each warp alone on one decoded batch, best of `rounds` (after a compiling call)."""
+    from components.augment import RandomAffine
+    from components.records import fused_augment
+
+    batch = next(iter(make_dataset(manifest_path, "train", BATCH_SIZE, dtype=tf.uint8)))[0]
+    layer = RandomAffine(**policy, seed=0)
+    in_model = tf.function(lambda images: layer(tf.cast(images, tf.float32), training=True), jit_compile=True)
+    seed = tf.constant([1, 2], tf.int64)
+    warps = {"warp_tf_data": lambda: fused_augment(batch, policy, seed), "warp_in_model_layer": lambda: in_model(batch)}
+    best = dict.fromkeys(warps, 0.0)
+    for _ in range(rounds):
+        for name, warp in warps.items():
+            warp().numpy()
+            with Stopwatch() as watch:
+                for _ in range(repeats):
+                    warp().numpy()
+            best[name] = max(best[name], repeats * BATCH_SIZE / watch.seconds)
     return best
 
 

@@ -47,6 +47,7 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
         "train_input_stall": results["training"]["train_input_stall"],
         "orchestration_overhead": results["orchestration"]["orchestration_overhead"],
         "sharding_scaling": results["sharding"]["scaling"],
+        "augment_layer_vs_tf_data_warp": rates["warp_in_model_layer"] / rates["warp_tf_data"],
     }
 
 
@@ -60,6 +61,8 @@ def table(results: dict[str, Any]) -> str:
         f"{'input: reader, fused live augmentation (img/s)':<52}{rates['fused_live']:>14.0f}",
         f"{'input: reader, premade copies (img/s)':<52}{rates['premade']:>14.0f}",
         f"{'input: decode ceiling, decode_jpeg only (img/s)':<52}{rates['decode_ceiling']:>14.0f}",
+        f"{'warp alone: tf.data fused warp (img/s)':<52}{rates['warp_tf_data']:>14.0f}",
+        f"{'warp alone: in-model RandomAffine, XLA (img/s)':<52}{rates['warp_in_model_layer']:>14.0f}",
         f"{'training: from in-memory tensors (img/s)':<52}{training['in_memory']:>14.1f}",
         f"{'training: from shards, live augmentation (img/s)':<52}{training['from_shards']:>14.1f}",
         f"{'sharding: 1 core (img/s)':<52}{sharding['images_per_second_1_core']:>14.0f}",
@@ -79,6 +82,8 @@ def table(results: dict[str, Any]) -> str:
         met = value >= target if direction == ">=" else value <= target
         lines.append(f"{key:<36}{value:>9.2f}  {direction} {target}  {'met' if met else 'NOT MET'}")
     lines.append(f"{'sharding_scaling':<36}{results['sharding_scaling']:>9.2f}  (1 -> {sharding['cores']} cores)")
+    # Where the warp should run: > 1 means the in-model layer is faster on this host's CPU (runtime.augmentation).
+    lines.append(f"{'augment_layer_vs_tf_data_warp':<36}{results['augment_layer_vs_tf_data_warp']:>9.2f}  (in-model layer / tf.data warp)")
     return "\n".join(lines)
 
 

@@ -1,68 +1,130 @@
-"""Where training runs and in which number format: the GPU switches of FitConfig, resolved.
+"""Where training runs and in which number format: RuntimeConfig, resolved for this process.
 
+The one module that branches on the Keras backend (KERAS_BACKEND, fixed when keras is first
+imported): TensorFlow places replicas with tf.distribute, JAX with keras.distribution.DataParallel.
 Every switch defaults to "auto", which means on when a GPU is visible and off on a CPU-only
 host, so the CPU path (and its tests) is exactly what it was. Multi-worker training is not
 offered: Keras 3's multi-worker model.fit is broken upstream (keras-team/keras#20585).
+TensorFlow is imported only under its own backend, so a JAX-only GPU host never needs it.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import keras
-import tensorflow as tf
+import numpy as np
 
-from components.config import FitConfig
+from components.config import FitConfig, RuntimeConfig
 
 
 @dataclass(frozen=True)
 class Placement:
     """The resolved switches for one training run."""
 
-    strategy: tf.distribute.Strategy
+    backend: str
+    distribution: Any  # a tf.distribute.Strategy, a keras.distribution.DataParallel, or None (one device)
     replicas: int
     global_batch_size: int
     learning_rate: float
-    mixed_precision: bool
+    precision: str  # a Keras dtype policy name
     jit_compile: bool | str
+    augment_in_model: bool
+    reader: str  # "tf.data" or "python"
+
+    @property
+    def mixed_precision(self) -> bool:
+        return self.precision != "float32"
 
 
-def resolve(fit: FitConfig) -> Placement:
-    gpus = tf.config.list_logical_devices("GPU")
-    strategy = distribution_strategy(fit.distribution, len(gpus))
-    replicas = strategy.num_replicas_in_sync
-    per_replica = fit.gpu_batch_size if gpus and fit.gpu_batch_size else fit.batch_size
+def backend() -> str:
+    return keras.backend.backend()
+
+
+def resolve(fit: FitConfig, runtime: RuntimeConfig | None = None) -> Placement:
+    runtime = runtime or RuntimeConfig()
+    if runtime.backend not in ("auto", backend()):
+        raise ValueError(
+            f"This process runs Keras on {backend()!r} (KERAS_BACKEND). Received: runtime.backend={runtime.backend!r}; "
+            "set KERAS_BACKEND before starting instead."
+        )
+    gpus = gpu_capabilities()
+    distribution, replicas = _distribution(runtime.distribution, len(gpus))
+    per_replica = runtime.batch_per_device if gpus and runtime.batch_per_device else fit.batch_size
     global_batch_size = per_replica * replicas
+    has_tf = importlib.util.find_spec("tensorflow") is not None
+    reader = {"auto": "tf.data" if has_tf else "python"}.get(runtime.reader, runtime.reader)
+    cpu_tf_data = not gpus and reader == "tf.data" and backend() == "tensorflow"
     return Placement(
-        strategy=strategy,
+        backend=backend(),
+        distribution=distribution,
         replicas=replicas,
         global_batch_size=global_batch_size,
         learning_rate=scaled_learning_rate(fit.learning_rate, fit.batch_size, global_batch_size, fit.learning_rate_scaling),
-        mixed_precision=fit.mixed_precision == "on" or (fit.mixed_precision == "auto" and bool(gpus)),
-        jit_compile={"auto": "auto", "on": True, "off": False}[fit.xla],
+        precision=_precision(runtime.precision, gpus),
+        jit_compile={"auto": "auto", "on": True, "off": False}[runtime.xla],
+        # The tf.data warp wins only where the reader's cores are the model's cores (bench/RESULTS.md).
+        augment_in_model={"auto": not cpu_tf_data, "model": True, "input": False}[runtime.augmentation] or reader == "python",
+        reader=reader,
     )
 
 
-# One strategy per process and setting: a second MirroredStrategy reuses the first one's
-# collective instance keys, and its all-reduce then fails on mismatched shapes (seen with two
-# variants trained in one process, as `compare` does).
+def gpu_capabilities() -> list[tuple[int, int]]:
+    """(major, minor) compute capability of each local GPU; empty on a CPU-only host."""
+    if backend() == "jax":
+        import jax
+
+        gpus = [device for device in jax.devices() if device.platform == "gpu"]
+        return [tuple(int(part) for part in str(getattr(device, "compute_capability", "0.0")).split(".")[:2]) for device in gpus]
+    import tensorflow as tf
+
+    details = [tf.config.experimental.get_device_details(device) for device in tf.config.list_physical_devices("GPU")]
+    return [tuple(detail.get("compute_capability", (0, 0))) for detail in details]
+
+
+def _precision(setting: str, gpus: list[tuple[int, int]]) -> str:
+    if setting != "auto":
+        return setting
+    if not gpus:
+        return "float32"
+    # bfloat16 needs Ampere (8.0) or newer; its float32 range needs no loss scaling. On older cards
+    # mixed_float16, where Keras' compile wraps the optimizer in a LossScaleOptimizer.
+    return "mixed_bfloat16" if min(gpus) >= (8, 0) else "mixed_float16"
+
+
+def _distribution(setting: str, gpu_count: int) -> tuple[Any, int]:
+    if setting == "none" or (setting == "auto" and gpu_count <= 1):
+        return (_one_gpu_strategy() if gpu_count == 1 and backend() == "tensorflow" else None), 1
+    if backend() == "jax":
+        devices = keras.distribution.list_devices("gpu" if gpu_count else "cpu")
+        return keras.distribution.DataParallel(devices=devices), len(devices)
+    strategy = _mirrored(gpu_count)
+    return strategy, strategy.num_replicas_in_sync
+
+
+# One strategy per process: a second MirroredStrategy reuses the first one's collective instance
+# keys, and its all-reduce then fails on mismatched shapes (seen with two variants trained in one
+# process, as `compare` does).
 @functools.cache
-def distribution_strategy(distribution: str, gpu_count: int) -> tf.distribute.Strategy:
-    """auto: MirroredStrategy over several GPUs, OneDeviceStrategy on one (its distributed
-    dataset prefetches batches onto the GPU ahead of the step), the default strategy on CPU.
-    mirrored: MirroredStrategy over all GPUs, or all logical CPUs when there is none (tests)."""
-    if distribution == "none" or (distribution == "auto" and gpu_count == 0):
-        return tf.distribute.get_strategy()
-    if distribution == "mirrored":
-        devices = [device.name for device in tf.config.list_logical_devices("GPU" if gpu_count else "CPU")]
-        return tf.distribute.MirroredStrategy(devices)
-    if gpu_count == 1:
-        return tf.distribute.OneDeviceStrategy("/gpu:0")
-    return tf.distribute.MirroredStrategy()
+def _mirrored(gpu_count: int) -> Any:
+    import tensorflow as tf
+
+    devices = [device.name for device in tf.config.list_logical_devices("GPU" if gpu_count else "CPU")]
+    return tf.distribute.MirroredStrategy(devices)
+
+
+@functools.cache
+def _one_gpu_strategy() -> Any:
+    """Its distributed dataset prefetches batches onto the GPU ahead of the step."""
+    import tensorflow as tf
+
+    return tf.distribute.OneDeviceStrategy("/gpu:0")
 
 
 def scaled_learning_rate(learning_rate: float, reference_batch: int, global_batch: int, rule: str) -> float:
@@ -73,14 +135,54 @@ def scaled_learning_rate(learning_rate: float, reference_batch: int, global_batc
 
 @contextmanager
 def building(placement: Placement) -> Iterator[None]:
-    """Build, load and compile inside this: variables land on the replicas, and layers made here
-    compute in float16 with float32 variables when mixed precision is on. The global dtype
-    policy is restored afterwards, so nothing leaks into the next model built in-process."""
+    """Build, load, compile and fit inside this: variables land on the replicas (TensorFlow) and
+    batches are split over the devices (JAX), and layers made here compute in the placement's
+    precision with float32 variables. The global dtype policy is restored afterwards, so nothing
+    leaks into the next model built in-process."""
     previous = keras.config.dtype_policy()
-    if placement.mixed_precision:
-        keras.config.set_dtype_policy("mixed_float16")
+    keras.config.set_dtype_policy(placement.precision)
+    scope = placement.distribution.scope() if placement.distribution is not None else nullcontext()
     try:
-        with placement.strategy.scope():
+        with scope:
             yield
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+def compiled_forward(model: keras.Model) -> Callable[[Any], Any]:
+    """A training-mode forward pass that updates BatchNorm statistics and nothing else, traced once.
+
+    TensorFlow traces it with tf.function; under JAX the stateless call is jitted and the new
+    non-trainable values are assigned back. Several replicas stay on the eager path the tests cover."""
+    if backend() == "jax":
+        import jax
+
+        @jax.jit
+        def step(trainable, non_trainable, batch):
+            _, updated = model.stateless_call(trainable, non_trainable, batch, training=True)
+            return updated
+
+        def forward(batch):
+            trainable = [variable.value for variable in model.trainable_variables]
+            non_trainable = [variable.value for variable in model.non_trainable_variables]
+            # np.asarray: tf.data hands over TensorFlow tensors, which JAX does not take.
+            for variable, value in zip(model.non_trainable_variables, step(trainable, non_trainable, np.asarray(batch))):
+                variable.assign(value)
+
+        return forward
+    import tensorflow as tf
+
+    if model.distribute_strategy.num_replicas_in_sync > 1:
+        return lambda batch: model(batch, training=True)
+    return tf.function(lambda batch: model(batch, training=True))
+
+
+def requirements() -> list[str]:
+    """The logged model's pip requirements: keras and the backend package it was trained on."""
+    if backend() == "jax":
+        import jax
+
+        return [f"jax=={jax.__version__}", f"keras=={keras.__version__}"]
+    import tensorflow as tf
+
+    return [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"]

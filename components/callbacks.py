@@ -7,17 +7,19 @@ that goes away loses a trained epoch.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import keras
 import mlflow
 import numpy as np
-import tensorflow as tf
 from mlflow.exceptions import MlflowException
 
+from components.accelerator import compiled_forward
 from components.settings import TrackingUnavailable, redact
 
 
@@ -26,7 +28,7 @@ class PreciseBatchNorm(keras.callbacks.Callback):
     training batches. In a short run, Keras' moving averages (momentum 0.99) still remember
     their initial values, and validation accuracy sits at 0.5 while the training AUC climbs."""
 
-    def __init__(self, dataset: tf.data.Dataset, batches: int) -> None:
+    def __init__(self, dataset: Iterable, batches: int) -> None:
         super().__init__()
         self.dataset, self.batches = dataset, batches
         self.forward = None
@@ -40,8 +42,8 @@ class PreciseBatchNorm(keras.callbacks.Callback):
             layer.momentum = 0.0  # each forward pass leaves exactly that batch's statistics
         totals = [np.zeros((2, *layer.moving_mean.shape)) for layer in layers]
         count = 0
-        for images, _ in self.dataset.take(self.batches):
-            self._forward(images)
+        for batch in itertools.islice(iter(self.dataset), self.batches):
+            self._forward(batch[0])
             count += 1
             for total, layer in zip(totals, layers):
                 total += [keras.ops.convert_to_numpy(layer.moving_mean), keras.ops.convert_to_numpy(layer.moving_variance)]
@@ -51,13 +53,10 @@ class PreciseBatchNorm(keras.callbacks.Callback):
                 layer.moving_variance.assign(total[1] / count)
             layer.momentum = momentum
 
-    def _forward(self, images: tf.Tensor) -> None:
-        if self.model.distribute_strategy.num_replicas_in_sync > 1:
-            self.model(images, training=True)  # cross-replica updates stay on the eager path the tests cover
-            return
+    def _forward(self, images: Any) -> None:
         if self.forward is None:
             # Traced once (momentum 0 is baked in): eager, these passes took ~15 % of a demo epoch.
-            self.forward = tf.function(lambda batch: self.model(batch, training=True))
+            self.forward = compiled_forward(self.model)
         self.forward(images)
 
 

@@ -163,25 +163,12 @@ class FitConfig(Strict):
     # validation (pycls' "precise BN"). 0 keeps Keras' moving averages, as the report did.
     precise_bn_batches: int = Field(0, ge=0)
     seed: int = 42
-    # Devices and number formats (components/accelerator.py): "auto" is on with a GPU, off on CPU.
-    distribution: Literal["auto", "mirrored", "none"] = Field(
-        "auto",
-        description="auto: MirroredStrategy over several visible GPUs, OneDeviceStrategy (prefetch to device) on one, "
-        "none on CPU. mirrored forces it (over logical CPUs when no GPU, as the tests do).",
-    )
-    gpu_batch_size: int | None = Field(
-        256, ge=1, description="Per-replica batch when a GPU is visible (fills an 80 GB card at 224 px); None keeps batch_size."
-    )
     learning_rate_scaling: Literal["sqrt", "linear", "none"] = Field(
         "sqrt",
-        description="learning_rate is tuned for batch_size. The global batch is the per-replica batch × replicas, and it "
+        description="learning_rate is tuned for batch_size. The global batch is the per-device batch × devices, and it "
         "trains at learning_rate × sqrt(global / batch_size) (sqrt, the rule for Adam), × global / batch_size (linear, "
         "Goyal et al. 2017, for SGD), or unchanged (none). On one CPU device the factor is 1.",
     )
-    mixed_precision: Literal["auto", "on", "off"] = Field(
-        "auto", description="mixed_float16 compute with float32 variables and output layer; auto: on with a GPU."
-    )
-    xla: Literal["auto", "on", "off"] = Field("auto", description="XLA-compiled train step; auto: Keras' rule, on with a GPU.")
     stages: tuple[StageConfig, ...] = Field((), description="Staged fine-tuning (components/stages.py); empty trains in one step.")
 
     @model_validator(mode="after")
@@ -201,6 +188,39 @@ class FitConfig(Strict):
             end = max(round(self.epochs * shares / total), (ends[-1] if ends else 0) + 1)
             ends.append(min(end, self.epochs - remaining))
         return ends
+
+
+class RuntimeConfig(Strict):
+    """Where and how training runs (components/accelerator.py): never part of a variant, a cache key
+    or a registry key, so changing a card, a backend or a number format reuses the trained model.
+    "auto" is on with a GPU and off on a CPU-only host, so the CPU path is what it always was."""
+
+    # Keras fixes its backend when first imported, so KERAS_BACKEND chooses it; this field records it
+    # and, when set, makes a run in a process of the other backend fail early instead of silently.
+    backend: Literal["auto", "tensorflow", "jax"] = Field("auto", description="auto: the process's KERAS_BACKEND (default tensorflow).")
+    precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = Field(
+        "auto",
+        description="auto: mixed_bfloat16 on a GPU that has bfloat16 (compute capability 8.0+), mixed_float16 with "
+        "loss scaling on an older GPU, float32 on CPU.",
+    )
+    distribution: Literal["auto", "data_parallel", "none"] = Field(
+        "auto",
+        description="data_parallel: one model replica per local device (MirroredStrategy under TensorFlow, "
+        "keras.distribution.DataParallel under JAX; over the CPU devices when there is no GPU, as the tests do). "
+        "auto: data_parallel over several GPUs, one device otherwise.",
+    )
+    batch_per_device: int | None = Field(
+        256, ge=1, description="Batch per device when a GPU is visible (fills an 80 GB card at 224 px); None keeps fit.batch_size."
+    )
+    xla: Literal["auto", "on", "off"] = Field("auto", description="XLA-compiled train step; auto: Keras' rule (always under JAX).")
+    augmentation: Literal["auto", "model", "input"] = Field(
+        "auto",
+        description="Where live augmentation runs: in the model's train step (model) or in the tf.data reader (input). "
+        "auto: input on a CPU-only TensorFlow host (bench/RESULTS.md), model elsewhere.",
+    )
+    reader: Literal["auto", "tf.data", "python"] = Field(
+        "auto", description="Shard reader: tf.data, or the TensorFlow-free one (components/shard_reader.py). auto: tf.data when installed."
+    )
 
 
 class VariantConfig(Strict):
@@ -284,6 +304,7 @@ class PipelineConfig(Strict):
     variant: VariantConfig = BASELINE
     tracking: TrackingConfig = TrackingConfig()
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     work_dir: str = "work"
 
     @property

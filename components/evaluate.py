@@ -7,6 +7,7 @@ both thresholds. Scores are the probability of the positive class, named in ever
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -77,10 +78,12 @@ def run(cfg: EvaluateConfig) -> EvaluateResult:
 
 
 def predict_split(model: keras.Model, manifest_path: str, split: str, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every example once, in order, as NumPy: any backend's model takes it (a TF tensor would not do for JAX)."""
     labels, scores = [], []
-    for images, batch_labels in make_dataset(manifest_path, split, batch_size):
-        scores.append(model.predict_on_batch(images).ravel())
-        labels.append(batch_labels.numpy().ravel())
+    reader = "tf.data" if importlib.util.find_spec("tensorflow") else "python"
+    for images, batch_labels in make_dataset(manifest_path, split, batch_size, reader=reader):
+        scores.append(np.asarray(model.predict_on_batch(np.asarray(images))).ravel())
+        labels.append(np.asarray(batch_labels).ravel())
     return np.concatenate(labels).astype(int), np.concatenate(scores)
 
 

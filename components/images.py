@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from components.affine import draw_ranges, inverse_affine, to_pillow
 from components.fit import fit_image
 
 # Modes that map onto RGB without losing meaning. 16-bit and float modes ("I;16", "I", "F")
@@ -222,17 +223,16 @@ def random_affine(
 ) -> Image.Image:
     """One fused rotate/shift/flip warp, with the policy and 'nearest' fill of the live tf.data path."""
     width, height = image.size
-    angle = math.radians(rng.uniform(-rotation_degrees, rotation_degrees))
-    shift_x = rng.uniform(-shift_fraction, shift_fraction) * width
-    shift_y = rng.uniform(-shift_fraction, shift_fraction) * height
+    max_angle, max_x, max_y = draw_ranges({"rotation_degrees": rotation_degrees, "shift_fraction": shift_fraction}, width, height)
+    angle, shift_x, shift_y = (rng.uniform(-limit, limit) for limit in (max_angle, max_x, max_y))
     flip = -1.0 if horizontal_flip and rng.random() < 0.5 else 1.0
-    center_x, center_y = width / 2, height / 2
-    cos, sin = math.cos(angle), math.sin(angle)
-    # Inverse map (output pixel -> input pixel), which is what Image.transform expects.
-    a, b = flip * cos, sin
-    d, e = -flip * sin, cos
-    c = center_x - a * (center_x + shift_x) - b * (center_y + shift_y)
-    f = center_y - d * (center_x + shift_x) - e * (center_y + shift_y)
+    return affine_warp(image, inverse_affine(angle, shift_x, shift_y, flip, width, height, math))
+
+
+def affine_warp(image: Image.Image, coefficients: tuple[float, ...]) -> Image.Image:
+    """Bilinear warp by components/affine.py's inverse map, with 'nearest' fill."""
+    width, height = image.size
+    a, b, c, d, e, f = to_pillow(coefficients)
     # Edge padding reproduces Keras' fill_mode="nearest" (Pillow can only fill with a colour);
     # one image size of margin covers any rotation plus a shift below one image size.
     margin = max(width, height)

@@ -14,6 +14,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from components.augment import RandomAffine  # registered here too, so loaders that import this module can load it
 from components.config import RESNET50_LAYERS, ModelConfig
 
 # Caffe-style means (BGR) that keras.applications.resnet50.preprocess_input subtracts.
@@ -46,12 +47,16 @@ class FrozenRandomFeatures(UserWarning):
         )
 
 
-def build_model(cfg: ModelConfig, image_size: int) -> keras.Model:
+def build_model(cfg: ModelConfig, image_size: int, augment: dict | None = None) -> keras.Model:
+    """`augment`: a live augmentation policy to apply in the train step (components/augment.py)."""
     inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = inputs
+    if augment:
+        x = RandomAffine(**augment, name="augment")(x)
     if cfg.preprocessing == "unit":
-        x = keras.layers.Rescaling(1.0 / 255, name="unit_scale")(inputs)
+        x = keras.layers.Rescaling(1.0 / 255, name="unit_scale")(x)
     else:
-        x = ImageNetPreprocess(name="imagenet_preprocess")(inputs)
+        x = ImageNetPreprocess(name="imagenet_preprocess")(x)
     backbone = _backbone(cfg, image_size)
     x = backbone(x)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)

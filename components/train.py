@@ -16,16 +16,17 @@ from typing import Any
 
 import keras
 import mlflow
-import tensorflow as tf
+import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from components import accelerator, plots, record, stages
 from components.callbacks import EpochState, PreciseBatchNorm, load_state
 from components.cli_support import component_main
-from components.config import FitConfig, ModelConfig, PipelineConfig, Strict, fingerprint
-from components.model import build_model, count_parameters
-from components.records import make_dataset, read_manifest
+from components.compiled import compile_at, compile_model
+from components.config import PipelineConfig, Strict, fingerprint
+from components.model import count_parameters
+from components.records import is_identity, make_dataset, read_manifest
 from components.settings import TrackingUnavailable
 
 
@@ -58,31 +59,29 @@ def run(cfg: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback] = 
     keras.utils.set_random_seed(fit.seed)
     state = load_state(run_dir)
     resumed_at_epoch = state["epoch"]
-    placement = accelerator.resolve(fit)
+    placement = accelerator.resolve(fit, cfg.pipeline.runtime)
     with _mlflow_run(cfg, manifest, run_dir) as active, _marked_failed_when_unreachable():
         with accelerator.building(placement):
             model = _model(cfg, manifest, run_dir, placement, resuming=bool(state["history"]))
-        # uint8 batches: a quarter of the bytes to the device; the model casts them there.
-        train = make_dataset(cfg.manifest_path, "train", placement.global_batch_size, training=True, seed=fit.seed, dtype=tf.uint8)
-        val = make_dataset(cfg.manifest_path, "val", placement.global_batch_size, dtype=tf.uint8)
-        for stage, end, fresh in stages.plan(fit, state["epoch"]):
-            if stage is not None and fresh:
-                with accelerator.building(placement):  # the new optimizer's variables land on the replicas
-                    stages.enter(model, fit, stage, lambda m, rate: _compile(m, rate, placement.jit_compile), placement.learning_rate)
-                # A new stage is a new optimisation: patience and plateau counters start over.
-                state["counters"] = {name: value for name, value in state["counters"].items() if name == "checkpoint"}
-            model.fit(
-                train,
-                validation_data=val,
-                epochs=end,
-                initial_epoch=state["epoch"],
-                callbacks=[stages.StageMarker(stage), *_callbacks(cfg, run_dir, state, placement.global_batch_size), *extra_callbacks],
-                verbose=2,
-                shuffle=False,  # the reader already shuffles files and records
-            )
-            state = load_state(run_dir)
-        if fit.best_checkpoint_metric and (run_dir / "best.keras").is_file():
-            with accelerator.building(placement):
+            # uint8 batches: a quarter of the bytes to the device; the model casts them there.
+            train = _dataset(cfg, placement, "train", training=True, seed=fit.seed)
+            val = _dataset(cfg, placement, "val")
+            for stage, end, fresh in stages.plan(fit, state["epoch"]):
+                if stage is not None and fresh:  # the new optimizer's variables land on the replicas
+                    stages.enter(model, fit, stage, lambda m, rate: compile_at(m, rate, placement.jit_compile), placement.learning_rate)
+                    # A new stage is a new optimisation: patience and plateau counters start over.
+                    state["counters"] = {name: value for name, value in state["counters"].items() if name == "checkpoint"}
+                model.fit(
+                    train,
+                    validation_data=val,
+                    epochs=end,
+                    initial_epoch=state["epoch"],
+                    callbacks=[stages.StageMarker(stage), *_callbacks(cfg, run_dir, state, placement), *extra_callbacks],
+                    verbose=2,
+                    shuffle=False,  # the reader already shuffles files and records
+                )
+                state = load_state(run_dir)
+            if fit.best_checkpoint_metric and (run_dir / "best.keras").is_file():
                 model = keras.models.load_model(run_dir / "best.keras")
         model_path = run_dir / "model.keras"
         model.save(model_path)
@@ -123,6 +122,7 @@ def _mlflow_run(cfg: TrainConfig, manifest: dict[str, Any], run_dir: Path) -> ml
             "dataset_fingerprint": manifest["dataset_fingerprint"],
             "shard_key": manifest["shard_key"],
             record.NOTE_TAG: record.variant_note(pipeline, manifest),
+            "backend": accelerator.backend(),
         },
     )
     mlflow.log_params(record.key_params(pipeline))
@@ -149,7 +149,10 @@ def _model(cfg: TrainConfig, manifest: dict[str, Any], run_dir: Path, placement:
     last = run_dir / "last.keras"
     if resuming and last.is_file():
         return keras.models.load_model(last)  # compiled, with the optimizer's moments and rate
-    model = compile_model(cfg.pipeline.variant.model, cfg.pipeline.variant.fit, manifest["image_size"], placement)
+    augmentation = manifest["augmentation"]
+    live = augmentation["applied"] == "live" and not is_identity(augmentation["policy"])
+    policy = augmentation["policy"] if placement.augment_in_model and live else None
+    model = compile_model(cfg.pipeline.variant.model, cfg.pipeline.variant.fit, manifest["image_size"], placement, policy)
     total, trainable = count_parameters(model)
     mlflow.log_params(
         {
@@ -159,34 +162,30 @@ def _model(cfg: TrainConfig, manifest: dict[str, Any], run_dir: Path, placement:
             "global_batch_size": placement.global_batch_size,
             "effective_learning_rate": placement.learning_rate,
             "mixed_precision_on": placement.mixed_precision,
+            "backend": placement.backend,
+            "precision": placement.precision,
+            "reader": placement.reader,
+            "augmentation_in": "model" if policy else "input" if live else "none",
         }
     )
     return model
 
 
-def compile_model(model_cfg: ModelConfig, fit: FitConfig, image_size: int, placement: accelerator.Placement | None = None) -> keras.Model:
-    """The variant's model with the report's optimizer, loss and metrics, at the placement's
-    learning rate and XLA setting (the config's own values without one)."""
-    model = build_model(model_cfg, image_size)
-    _compile(model, placement.learning_rate if placement else fit.learning_rate, placement.jit_compile if placement else "auto")
-    return model
-
-
-def _compile(model: keras.Model, learning_rate: float, jit_compile: bool | str) -> None:
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss="binary_crossentropy",
-        jit_compile=jit_compile,
-        metrics=[
-            keras.metrics.BinaryAccuracy(name="accuracy"),
-            keras.metrics.AUC(name="auc"),
-            keras.metrics.Precision(name="precision"),
-            keras.metrics.Recall(name="recall"),
-        ],
+def _dataset(cfg: TrainConfig, placement: accelerator.Placement, split: str, training: bool = False, seed: int = 42) -> Any:
+    return make_dataset(
+        cfg.manifest_path,
+        split,
+        placement.global_batch_size,
+        training=training,
+        seed=seed,
+        dtype="uint8",
+        reader=placement.reader,
+        augment=not placement.augment_in_model,
+        replicas=placement.replicas,
     )
 
 
-def _callbacks(cfg: TrainConfig, run_dir: Path, state: dict[str, Any], batch_size: int) -> list[keras.callbacks.Callback]:
+def _callbacks(cfg: TrainConfig, run_dir: Path, state: dict[str, Any], placement: accelerator.Placement) -> list[keras.callbacks.Callback]:
     fit = cfg.pipeline.variant.fit
     tracked: dict[str, keras.callbacks.Callback] = {}
     if fit.best_checkpoint_metric:
@@ -199,7 +198,7 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, state: dict[str, Any], batch_siz
         )
     stateless = []
     if fit.precise_bn_batches:
-        batches = make_dataset(cfg.manifest_path, "train", batch_size, training=True, seed=fit.seed + 1, dtype=tf.uint8)
+        batches = _dataset(cfg, placement, "train", training=True, seed=fit.seed + 1)
         stateless.append(PreciseBatchNorm(batches, fit.precise_bn_batches))
     if fit.early_stopping_patience:
         tracked["early_stopping"] = keras.callbacks.EarlyStopping(monitor="val_loss", patience=fit.early_stopping_patience, verbose=1)
@@ -207,23 +206,21 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, state: dict[str, Any], batch_siz
     return [*stateless, *tracked.values(), EpochState(run_dir, tracked, state)]
 
 
-def _log_outputs(
-    model: keras.Model, cfg: TrainConfig, manifest: dict[str, Any], history: list[dict], run_dir: Path, val: tf.data.Dataset
-) -> str:
+def _log_outputs(model: keras.Model, cfg: TrainConfig, manifest: dict[str, Any], history: list[dict], run_dir: Path, val: Any) -> str:
     variant = cfg.pipeline.variant.name
     curves = plots.learning_curves(history, run_dir / "plots" / "learning_curves.png", f"{variant}: learning curves")
     mlflow.log_artifact(str(curves), artifact_path="plots")
     mlflow.log_dict(manifest, "data/manifest.json")
-    images, _ = next(iter(val.take(1)))
-    example = images.numpy()[:2].astype("float32")  # served models take float pixels in [0, 255]
+    example = np.asarray(next(iter(val))[0])[:2].astype("float32")  # served models take float pixels in [0, 255]
     signature = infer_signature(example, model.predict(example, verbose=0))
     info = mlflow.keras.log_model(
         model,
         name="model",
         signature=signature,
         # Explicit requirements: inferring them re-loads the model in a subprocess, for minutes.
-        pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}", f"mlflow=={mlflow.__version__}"],
-        tags={"variant": variant, "dataset_fingerprint": manifest["dataset_fingerprint"]},
+        # It names the backend package it was trained on; the .keras file itself loads on either.
+        pip_requirements=[*accelerator.requirements(), f"mlflow=={mlflow.__version__}"],
+        tags={"variant": variant, "dataset_fingerprint": manifest["dataset_fingerprint"], "backend": accelerator.backend()},
     )
     return info.model_uri
 

@@ -38,7 +38,7 @@ def read_lock(path: Path) -> dict[str, str]:
 
 
 def test_three_images_exist():
-    assert {path.name for path in DOCKERFILES} == {"cpu.Dockerfile", "gpu.Dockerfile", "mlflow.Dockerfile"}
+    assert {path.name for path in DOCKERFILES} == {"cpu.Dockerfile", "gpu.Dockerfile", "gpu-jax.Dockerfile", "mlflow.Dockerfile"}
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.name)
@@ -69,7 +69,7 @@ def test_image_is_pinned_and_runs_as_numeric_non_root_user(dockerfile: Path):
     assert installs and all("--requirement" in args or "--no-deps ." in args for args in installs), installs
 
 
-@pytest.mark.parametrize("name", ["cpu", "gpu"])
+@pytest.mark.parametrize("name", ["cpu", "gpu", "gpu-jax"])
 def test_pipeline_images_enter_through_the_detector_cli(name: str):
     steps = instructions(DOCKER_DIR / f"{name}.Dockerfile")
     assert ("ENTRYPOINT", '["detector"]') in steps
@@ -111,7 +111,11 @@ def test_build_context_holds_what_the_images_copy_and_no_credentials(tmp_path: P
     # A tree with the project's files plus the ones that must never reach an image layer,
     # filtered by docker-py's implementation of .dockerignore matching.
     wanted = ["pyproject.toml", "README.md", "mlflow.env", "prefect.yaml", "components/cli.py", "flows/pipeline.py"]
-    wanted += [f"docker/requirements-{name}.txt" for name in LOCKS] + ["docker/mlflow-entrypoint.sh", "docker/mlflow-users.py"]
+    wanted += [f"docker/requirements-{name}.txt" for name in LOCKS] + [
+        "docker/mlflow-entrypoint.sh",
+        "docker/mlflow-users.py",
+        "docker/requirements-gpu-jax.txt",
+    ]
     unwanted = ["mlflow.local.env", "infra/stack.env", "infra/kubernetes/credentials.env", "work/demo-data/REAL/a.png"]
     unwanted += [".venv/bin/python", "mlflow.db", "mlruns/0/meta.yaml", "tests/conftest.py", "components/__pycache__/cli.pyc"]
     for relative in wanted + unwanted:

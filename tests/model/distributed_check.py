@@ -1,5 +1,7 @@
-"""Run by test_distribution.py in a fresh process: the two logical CPUs that MirroredStrategy
-spreads over must be configured before TensorFlow initialises its devices.
+"""Run by test_distribution.py in a fresh process, under the backend KERAS_BACKEND names: the two
+devices that data parallelism spreads over must exist before the backend initialises them
+(TensorFlow: two logical CPUs, made here; JAX: XLA_FLAGS=--xla_force_host_platform_device_count=2,
+set by the test).
 
 Usage: python tests/model/distributed_check.py MANIFEST WORK_DIR DATA_JSON; prints one JSON line.
 """
@@ -7,18 +9,20 @@ Usage: python tests/model/distributed_check.py MANIFEST WORK_DIR DATA_JSON; prin
 from __future__ import annotations
 
 import json
+import os
 import sys
 
-import tensorflow as tf
+if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+    import tensorflow as tf
 
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 import keras  # noqa: E402 - after the device split
 import numpy as np  # noqa: E402
 
 from components import accelerator, train  # noqa: E402
-from components.config import BASELINE, build_config  # noqa: E402
+from components.config import BASELINE, RuntimeConfig, build_config  # noqa: E402
 
 
 class Crash(keras.callbacks.Callback):
@@ -29,34 +33,33 @@ class Crash(keras.callbacks.Callback):
 
 def fit_on_fixed_batches(distribution: str, per_replica_batch: int) -> dict:
     """Two epochs on the same 64 images in the same order; no dropout, so only the device split differs."""
-    fit = BASELINE.fit.with_changes(
-        distribution=distribution, batch_size=per_replica_batch, learning_rate=1e-3, learning_rate_scaling="none"
-    )
-    placement = accelerator.resolve(fit)
+    fit = BASELINE.fit.with_changes(batch_size=per_replica_batch, learning_rate=1e-3, learning_rate_scaling="none")
+    placement = accelerator.resolve(fit, RuntimeConfig(distribution=distribution))
     keras.utils.set_random_seed(0)
-    with accelerator.building(placement):
-        model = train.compile_model(BASELINE.model.with_changes(backbone_weights="none", dropout=0.0), fit, 32, placement)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (64, 32, 32, 3)).astype("uint8")
     labels = (rng.random((64, 1)) < 0.5).astype("float32")
-    batches = tf.data.Dataset.from_tensor_slices((images, labels)).batch(placement.global_batch_size)
-    history = model.fit(batches, epochs=2, verbose=0, shuffle=False)
+    with accelerator.building(placement):
+        model = train.compile_model(BASELINE.model.with_changes(backbone_weights="none", dropout=0.0), fit, 32, placement)
+        history = model.fit(images, labels, batch_size=placement.global_batch_size, epochs=2, verbose=0, shuffle=False)
     return {
+        "backend": placement.backend,
         "replicas": placement.replicas,
         "global_batch_size": placement.global_batch_size,
         "loss": history.history["loss"],
-        "head": [weight.numpy().tolist() for weight in model.get_layer("probability").weights],
+        "head": [keras.ops.convert_to_numpy(weight).tolist() for weight in model.get_layer("probability").weights],
     }
 
 
 def crash_and_resume(manifest_path: str, work_dir: str, data: dict) -> dict:
-    # Global batch 8 (4 per replica): the tiny validation split (11 images) must fill the first
-    # global batch, because Keras' evaluate builds from a cross-replica mean of that batch and
-    # fails on uneven replica shapes.
+    """Global batch 10 (5 per device): the 11-image validation split ends on a batch of one, the
+    case that once gave one replica an empty batch; it is padded with a zero-weight copy now."""
     overrides = {
         "data": data,
         "work_dir": work_dir,
-        "variant": {"fit": {"epochs": 2, "batch_size": 4, "precise_bn_batches": 2, "distribution": "mirrored"}},
+        "variant": {"fit": {"epochs": 2, "batch_size": 5, "precise_bn_batches": 2}},
+        # The JAX run reads through the TensorFlow-free reader, so both readers train distributed.
+        "runtime": {"distribution": "data_parallel", "reader": "python" if keras.backend.backend() == "jax" else "tf.data"},
     }
     cfg = train.TrainConfig(pipeline=build_config("improved", "demo", overrides), manifest_path=manifest_path)
     try:
@@ -72,7 +75,7 @@ if __name__ == "__main__":
     print(
         json.dumps(
             {
-                "mirrored": fit_on_fixed_batches("mirrored", 8),
+                "parallel": fit_on_fixed_batches("data_parallel", 8),
                 "single": fit_on_fixed_batches("none", 16),
                 "resume": crash_and_resume(manifest, work, json.loads(data_json)),
             }

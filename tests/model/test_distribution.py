@@ -1,8 +1,14 @@
-"""Multi-device training: MirroredStrategy on two logical CPUs, and the learning-rate rule."""
+"""Multi-device training on two CPU devices under each backend, and the learning-rate rule.
+
+TensorFlow spreads over two logical CPUs with MirroredStrategy, JAX over two emulated host
+devices with keras.distribution.DataParallel; each runs in its own process (the backend and the
+device count are fixed when it starts).
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +17,7 @@ import numpy as np
 import pytest
 
 from components import accelerator, shard, validate
-from components.config import FitConfig
+from components.config import FitConfig, RuntimeConfig
 
 CHECK = Path(__file__).with_name("distributed_check.py")
 
@@ -24,27 +30,48 @@ def test_learning_rate_scales_with_the_global_batch(rule, expected):
 def test_cpu_only_host_keeps_the_single_device_path():
     placement = accelerator.resolve(FitConfig())
     assert (placement.replicas, placement.global_batch_size, placement.learning_rate) == (1, 32, 1e-4)
-    assert not placement.mixed_precision and placement.jit_compile == "auto"
+    assert placement.precision == "float32" and placement.jit_compile == "auto" and placement.distribution is None
+
+
+def test_a_runtime_for_the_other_backend_is_refused_by_name():
+    other = "jax" if accelerator.backend() == "tensorflow" else "tensorflow"
+    with pytest.raises(ValueError, match=f"runtime.backend='{other}'"):
+        accelerator.resolve(FitConfig(), RuntimeConfig(backend=other))
+
+
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory, tiny_dataset):
+    from components.config import DataConfig
+
+    data = DataConfig(root=str(tiny_dataset), image_size=32, encoding="png", images_per_shard=8)
+    work_dir = str(tmp_path_factory.mktemp("distribution") / "work")
+    validated = validate.run(validate.ValidateConfig(data=data, work_dir=work_dir))
+    config = shard.ShardConfig(
+        data=data, report_path=validated.report_path, dataset_fingerprint=validated.dataset_fingerprint, work_dir=work_dir
+    )
+    return shard.run(config).manifest_path, work_dir, data
 
 
 @pytest.mark.slow
-def test_mirrored_on_two_cpus_matches_one_device_and_resumes(tiny_data_config, tmp_path, tracking_store):
-    work_dir = str(tmp_path / "work")
-    validated = validate.run(validate.ValidateConfig(data=tiny_data_config, work_dir=work_dir))
-    sharded = shard.run(
-        shard.ShardConfig(
-            data=tiny_data_config, report_path=validated.report_path, dataset_fingerprint=validated.dataset_fingerprint, work_dir=work_dir
-        )
-    )
-    command = [sys.executable, str(CHECK), sharded.manifest_path, work_dir, tiny_data_config.model_dump_json()]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).parents[2])
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_data_parallel_on_two_devices_matches_one_device_and_resumes(sharded, backend, tmp_path):
+    manifest_path, _, data = sharded
+    environment = {
+        **os.environ,
+        "KERAS_BACKEND": backend,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }
+    command = [sys.executable, str(CHECK), manifest_path, str(tmp_path / "work"), data.model_dump_json()]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).parents[2], env=environment)
     assert done.returncode == 0, done.stderr[-3000:]
     outcome = json.loads(done.stdout.strip().splitlines()[-1])
 
-    mirrored, single = outcome["mirrored"], outcome["single"]
-    assert (mirrored["replicas"], mirrored["global_batch_size"]) == (2, 16)
+    parallel, single = outcome["parallel"], outcome["single"]
+    assert parallel["backend"] == single["backend"] == backend
+    assert (parallel["replicas"], parallel["global_batch_size"]) == (2, 16)
     assert (single["replicas"], single["global_batch_size"]) == (1, 16)
-    np.testing.assert_allclose(mirrored["loss"], single["loss"], rtol=1e-3)
-    for distributed, local in zip(mirrored["head"], single["head"]):
+    np.testing.assert_allclose(parallel["loss"], single["loss"], rtol=1e-3)
+    for distributed, local in zip(parallel["head"], single["head"]):
         np.testing.assert_allclose(distributed, local, rtol=1e-3, atol=1e-5)
     assert outcome["resume"] == {"crashed": "simulated crash after epoch 1", "resumed_at_epoch": 1, "epochs_completed": 2}
