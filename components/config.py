@@ -279,6 +279,16 @@ def _stages_from_environment() -> str:
     return value
 
 
+GpuImage = Literal["gpu", "gpu-jax"]
+
+
+def _gpu_image_from_environment() -> str:
+    value = os.environ.get("DETECTOR_GPU_IMAGE", "gpu")
+    if value not in get_args(GpuImage):
+        raise ValueError(f"DETECTOR_GPU_IMAGE must be one of {get_args(GpuImage)}. Received: DETECTOR_GPU_IMAGE={value!r}")
+    return value
+
+
 class ExecutionConfig(Strict):
     """Where each stage runs. `in-process` (the embedded and local modes): inside the pipeline's
     flow run. `deployments` (docker or kubernetes work pools): each stage as a run of its image's
@@ -286,7 +296,12 @@ class ExecutionConfig(Strict):
     stage containers share, and Prefect's result storage too."""
 
     stages: StageExecution = Field(default_factory=_stages_from_environment)
-    deployment: str = Field("detector-stage/{image}", description="Deployment per stage; {image} is cpu or gpu.")
+    deployment: str = Field("detector-stage/{image}", description="Deployment per stage; {image} is cpu, or gpu_image for training.")
+    # A cluster picks the training backend by image (settings.env), as DETECTOR_STAGES picks per-stage jobs.
+    gpu_image: GpuImage = Field(
+        default_factory=_gpu_image_from_environment,
+        description="Training's image: gpu (Keras on TensorFlow) or gpu-jax (Keras on JAX); default $DETECTOR_GPU_IMAGE, else gpu.",
+    )
     timeout_seconds: float | None = Field(None, gt=0, description="Give up waiting for a stage run after this long; None waits.")
 
     @field_validator("deployment")

@@ -54,7 +54,8 @@ def run_stage(execution: ExecutionConfig, stage: str, config: dict[str, Any]) ->
         return run_component(stage, config)
     from prefect.deployments import run_deployment
 
-    deployment = execution.deployment.format(image=STAGES[stage][2])
+    image = STAGES[stage][2]
+    deployment = execution.deployment.format(image=execution.gpu_image if image == "gpu" else image)
     flow_run = run_deployment(deployment, parameters={"stage": stage, "config": config}, timeout=execution.timeout_seconds)
     if not flow_run.state or not flow_run.state.is_completed():
         state = flow_run.state.name if flow_run.state else "unknown"

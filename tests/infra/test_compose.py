@@ -194,3 +194,16 @@ def test_preflight_checks_every_secret_the_example_file_sets(stack: dict):
     checked = set(stack["services"]["preflight"]["environment"])
     secrets = {name for name, value in read_env_file(EXAMPLE_ENV).items() if "change-me" in value}
     assert secrets <= checked, secrets - checked
+
+
+@pytest.mark.parametrize("choice", ["gpu", "gpu-jax"])
+def test_gpu_override_builds_the_worker_from_the_image_the_setting_names(choice: str):
+    command = [compose_binary(), "--project-directory", str(INFRA_DIR), "-f", str(COMPOSE_FILE), "-f", str(INFRA_DIR / "compose.gpu.yaml")]
+    command += ["--env-file", str(EXAMPLE_ENV), "config", "--format", "json"]
+    environment = {"PATH": "/usr/bin:/bin", "DETECTOR_GPU_IMAGE": choice}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, env=environment)
+    assert result.returncode == 0, result.stderr
+    worker = json.loads(result.stdout)["services"]["worker"]
+    assert worker["image"] == f"detector-{choice}:0.1.0" and (REPO / worker["build"]["dockerfile"]).is_file()
+    assert worker["build"]["dockerfile"] == f"docker/{choice}.Dockerfile" and worker["environment"]["DETECTOR_GPU_IMAGE"] == choice
+    assert worker["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]

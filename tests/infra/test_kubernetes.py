@@ -166,6 +166,7 @@ def test_cluster_deployments_give_only_the_training_stage_a_gpu():
         container = job_container(render_job({**deployment["work_pool"]["job_variables"], "name": deployment["name"]}))
         gpus[deployment["name"]] = (container["image"], container["resources"]["limits"]["nvidia.com/gpu"])
     assert gpus.pop("gpu") == ("detector-gpu:0.1.0", 1)
+    assert gpus.pop("gpu-jax") == ("detector-gpu-jax:0.1.0", 1)
     assert set(gpus.values()) == {("detector-cpu:0.1.0", 0)}
     assert project["pull"] == [{"prefect.deployments.steps.set_working_directory": {"directory": "/app"}}]
 
