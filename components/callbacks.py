@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,9 @@ class EpochState(keras.callbacks.Callback):
         row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         _atomic_save_model(self.model, self.run_dir / "last.keras")
         self.state["history"].append(row)
+        # One timestamp per epoch, kept: re-sending an epoch after a crash between the send and the
+        # `logged` write repeats the exact same points, which MLflow's SQL store stores once.
+        self.state.setdefault("logged_at_ms", {})[str(epoch)] = int(time.time() * 1000)
         self.state["epoch"] = epoch + 1
         self.state["counters"] = {
             name: {attribute: _plain(getattr(callback, attribute)) for attribute in self.COUNTERS if hasattr(callback, attribute)}
@@ -103,7 +107,11 @@ class EpochState(keras.callbacks.Callback):
         for row in self.state["history"][self.state.get("logged", 0) :]:
             try:
                 # Steps count epochs from 1, as the learning-curve PNG does.
-                mlflow.log_metrics({mlflow_metric_name(key): value for key, value in row.items() if key != "epoch"}, step=row["epoch"] + 1)
+                mlflow.log_metrics(
+                    {mlflow_metric_name(key): value for key, value in row.items() if key != "epoch"},
+                    step=row["epoch"] + 1,
+                    timestamp=self.state.get("logged_at_ms", {}).get(str(row["epoch"])),
+                )
             except MlflowException as error:
                 raise TrackingUnavailable(
                     f"MLflow tracking server {redact(mlflow.get_tracking_uri())} stopped answering at epoch {row['epoch'] + 1} "

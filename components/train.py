@@ -108,27 +108,30 @@ def run_directory(cfg: TrainConfig, manifest: dict[str, Any]) -> Path:
 
 def _mlflow_run(cfg: TrainConfig, manifest: dict[str, Any], run_dir: Path) -> mlflow.ActiveRun:
     mlflow.set_experiment(cfg.pipeline.experiment_name)
-    id_file = run_dir / "mlflow_run_id"
-    if id_file.is_file():
-        return mlflow.start_run(run_id=id_file.read_text().strip())
+    id_file, described = run_dir / "mlflow_run_id", run_dir / "mlflow_run_described"
     pipeline = cfg.pipeline
-    active = mlflow.start_run(
-        # The data hash is a tag: names stay short enough for the runs table.
-        run_name=pipeline.variant.name,
-        parent_run_id=cfg.parent_run_id,
-        tags={
-            "variant": pipeline.variant.name,
-            "dataset": pipeline.dataset_name,
-            "dataset_fingerprint": manifest["dataset_fingerprint"],
-            "shard_key": manifest["shard_key"],
-            record.NOTE_TAG: record.variant_note(pipeline, manifest),
-            "backend": accelerator.backend(),
-        },
-    )
-    mlflow.log_params(record.key_params(pipeline))
-    mlflow.log_text(record.config_yaml(pipeline), "config/pipeline.yaml")
-    record.log_dataset(pipeline, manifest)
-    id_file.write_text(active.info.run_id)
+    if id_file.is_file():
+        active = mlflow.start_run(run_id=id_file.read_text().strip())
+    else:
+        active = mlflow.start_run(
+            # The data hash is a tag: names stay short enough for the runs table.
+            run_name=pipeline.variant.name,
+            parent_run_id=cfg.parent_run_id,
+            tags={
+                "variant": pipeline.variant.name,
+                "dataset": pipeline.dataset_name,
+                "dataset_fingerprint": manifest["dataset_fingerprint"],
+                "shard_key": manifest["shard_key"],
+                record.NOTE_TAG: record.variant_note(pipeline, manifest),
+                "backend": accelerator.backend(),
+            },
+        )
+        id_file.write_text(active.info.run_id)  # at once: a crash from here on resumes this run, never starts a second
+    if not described.is_file():  # params, config and dataset once, even when a crash cut them short
+        mlflow.log_params(record.key_params(pipeline))
+        mlflow.log_text(record.config_yaml(pipeline), "config/pipeline.yaml")
+        record.log_dataset(pipeline, manifest)
+        described.touch()
     return active
 
 
