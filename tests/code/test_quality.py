@@ -40,7 +40,14 @@ def test_resume_continues_inside_the_right_stage():
 def test_scratch_profile_trains_every_layer_and_keeps_pixels():
     cfg = build_config("improved", "scratch")
     assert cfg.variant.model.backbone_weights == "none" and cfg.variant.model.trainable_backbone_layers == RESNET50_LAYERS
-    assert (cfg.data.fit, cfg.variant.model.stem) == ("pad", "preserve")
+    assert (cfg.data.fit, cfg.variant.model.stem, cfg.variant.model.zero_init_residual) == ("pad", "standard", True)
+
+
+def test_zero_init_residual_with_pretrained_weights_names_the_field():
+    from components.model import build_model
+
+    with pytest.raises(ValueError, match=r"model.zero_init_residual.*backbone_weights='imagenet'"):
+        build_model(IMPROVED.model.with_changes(zero_init_residual=True), image_size=32)
 
 
 def test_unknown_fit_names_the_field():
