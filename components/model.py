@@ -71,6 +71,11 @@ def build_model(cfg: ModelConfig, image_size: int) -> keras.Model:
 
 def _backbone(cfg: ModelConfig, image_size: int) -> keras.Model:
     weights = _resolve_weights(cfg.backbone_weights)
+    if cfg.zero_init_residual and weights is not None:  # checked before any download
+        raise ValueError(
+            "model.zero_init_residual=true would overwrite the pretrained weights' BatchNorm; use it with random init. "
+            f"Received: model.backbone_weights={cfg.backbone_weights!r}"
+        )
     try:
         backbone = keras.applications.ResNet50(include_top=False, weights=weights, input_shape=(image_size, image_size, 3))
     except Exception as error:  # the download raises whatever urllib or the proxy gives
@@ -80,11 +85,6 @@ def _backbone(cfg: ModelConfig, image_size: int) -> keras.Model:
     if cfg.stem == "preserve":
         backbone = preserve_resolution(backbone)
     if cfg.zero_init_residual:
-        if weights is not None:
-            raise ValueError(
-                "model.zero_init_residual=true would overwrite the pretrained weights' BatchNorm; use it with random init. "
-                f"Received: model.backbone_weights={cfg.backbone_weights!r}"
-            )
         zero_init_residual(backbone)
     layer_count = len(backbone.layers)
     if cfg.trainable_backbone_layers > layer_count:
