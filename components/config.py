@@ -337,7 +337,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                 "zero_init_residual": True,
             },
             "augment": {"rotation_degrees": 0.0, "shift_fraction": 0.0, "horizontal_flip": True},
-            "fit": {"epochs": 3, "batch_size": 32, "learning_rate": 1e-3, "precise_bn_batches": 8},
+            "fit": {"epochs": 5, "batch_size": 32, "learning_rate": 1e-3, "precise_bn_batches": 8},
         },
     },
 }
