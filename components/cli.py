@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="Print, per image, the probability that it is AI-generated.")
     predict.add_argument("images", help="An image file or a folder (searched recursively).")
     predict.add_argument("--model-uri", default=None, help="Default: models:/<registered model>@champion.")
+    predict.add_argument(
+        "--crops", type=int, choices=(1, 5), default=1, help="data.fit=crop models: 5 averages the centre and corner crops. Default: 1."
+    )
     predict.set_defaults(handler=_run_predict)
     models = commands.add_parser(
         "models", help="Registry: list versions, promote one to @champion, roll back to @previous (aliases: README, 'Registry')."
@@ -130,7 +133,7 @@ def _run_predict(args: argparse.Namespace) -> None:
     from components import predict
 
     uri = args.model_uri or f"models:/{_registered_model(None)}@champion"
-    result = predict.run(predict.PredictConfig(images=args.images, model_uri=uri))
+    result = predict.run(predict.PredictConfig(images=args.images, model_uri=uri, crops=args.crops))
     print(f"# {uri}: label is {result.positive_class} where P({result.positive_class}) >= {result.threshold:.4f}")
     print("p_ai_generated\tlabel\tpath")
     for row in result.predictions:

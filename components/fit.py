@@ -4,7 +4,9 @@
 below the model size, because a generator's traces live in the highest frequencies and any
 interpolation smears them (CNNDetection trains on crops for this reason). Shards keep a margin
 around training images so the reader can draw a random crop each epoch; validation, test and
-prediction all get the same centre crop, so a model is scored as it was trained.
+prediction get the same centre crop, so a model is scored as it was trained; `detector predict
+--crops 5` instead averages the scores of the centre and the four corner crops (`multi_crops`),
+which sees up to 2× the model size per side of a large image (CNNDetection's multi-crop test).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from PIL import Image
 FITS = ("resize", "crop", "pad")
 # Training images keep up to this many times the model size per side, for random crops.
 TRAIN_CROP_MARGIN = 2
+# Crops averaged at test for `crop`: the centre alone, or the centre and the four corners.
+TEST_CROPS = (1, 5)
 
 
 def fit_image(image: Image.Image, size: int, fit: str, margin: int = 1) -> Image.Image:
@@ -48,3 +52,18 @@ def centre_crop(image: Image.Image, side: int) -> Image.Image:
     width, height = min(image.width, side), min(image.height, side)
     left, top = (image.width - width) // 2, (image.height - height) // 2
     return image.crop((left, top, left + width, top + height))
+
+
+def multi_crops(pixels: np.ndarray, size: int, count: int) -> np.ndarray:
+    """(count, size, size, 3): the centre window of an H×W×3 array (H, W >= size, as `crop`
+    leaves them), then for count 5 its four corners. A side at exactly `size` gives the same
+    window five times, so small images score as with the centre crop alone."""
+    if count not in TEST_CROPS:
+        raise ValueError(f"Expected one of {TEST_CROPS} crops. Received: crops={count}")
+    height, width = pixels.shape[:2]
+    if min(height, width) < size:
+        raise ValueError(f"Image smaller than the model size {size}. Received: shape={pixels.shape}")
+    tops_lefts = [((height - size) // 2, (width - size) // 2)]
+    if count == 5:
+        tops_lefts += [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size)]
+    return np.stack([pixels[top : top + size, left : left + size] for top, left in tops_lefts])

@@ -76,6 +76,11 @@ def build_model(cfg: ModelConfig, image_size: int, augment: dict | None = None) 
 
 def _backbone(cfg: ModelConfig, image_size: int) -> keras.Model:
     weights = _resolve_weights(cfg.backbone_weights)
+    if cfg.zero_init_residual and weights is not None:  # checked before any download
+        raise ValueError(
+            "model.zero_init_residual=true would overwrite the pretrained weights' BatchNorm; use it with random init. "
+            f"Received: model.backbone_weights={cfg.backbone_weights!r}"
+        )
     try:
         backbone = keras.applications.ResNet50(include_top=False, weights=weights, input_shape=(image_size, image_size, 3))
     except Exception as error:  # the download raises whatever urllib or the proxy gives
@@ -84,6 +89,8 @@ def _backbone(cfg: ModelConfig, image_size: int) -> keras.Model:
         raise RuntimeError(f"Could not download the ImageNet ResNet50 weights ({error}). {WEIGHTS_HELP}") from error
     if cfg.stem == "preserve":
         backbone = preserve_resolution(backbone)
+    if cfg.zero_init_residual:
+        zero_init_residual(backbone)
     layer_count = len(backbone.layers)
     if cfg.trainable_backbone_layers > layer_count:
         raise ValueError(f"ResNet50 has {layer_count} layers. Received: model.trainable_backbone_layers={cfg.trainable_backbone_layers}")
@@ -111,6 +118,17 @@ def preserve_resolution(backbone: keras.Model) -> keras.Model:
     clone = keras.models.clone_model(backbone, clone_function=rebuilt)
     clone.set_weights(backbone.get_weights())
     return clone
+
+
+def zero_init_residual(backbone: keras.Model) -> None:
+    """Set gamma of each residual branch's last BatchNorm (`convN_blockM_3_bn`) to zero (Goyal et
+    al. 2017, "Accurate, Large Minibatch SGD"): every block starts as its shortcut, so the
+    signal and its gradient reach the head through 16 blocks unscaled by random layers.
+    From scratch, the standard init leaves the loss flat for the first few dozen steps
+    (tests/model/test_behavioral.py); this starts learning at once."""
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.name.endswith("_3_bn"):
+            layer.gamma.assign(np.zeros(layer.gamma.shape, dtype=layer.gamma.dtype))
 
 
 def _resolve_weights(name: str) -> str | None:

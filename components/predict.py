@@ -3,6 +3,8 @@
 Images go through the same decode, normalisation, resize and re-encoding the model's training
 shards went through (read from the manifest logged with its run), so a JPEG-trained model is
 not shown pristine pixels it never saw. The label uses the threshold tuned on validation.
+For a model trained with `data.fit=crop`, `crops=5` averages the scores of five crops per image
+(components/fit.py, `multi_crops`); every other fit scores the one image it makes.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ import mlflow
 import numpy as np
 from mlflow import MlflowClient
 from PIL import Image
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from components import loading
 from components.cli_support import component_main
 from components.config import DataConfig, Strict
+from components.fit import TEST_CROPS, TRAIN_CROP_MARGIN, multi_crops
 from components.guard import guarded
 from components.images import list_entries, prepare_example, printable
 from components.model import ImageNetPreprocess  # noqa: F401  registers the layer for load_model
@@ -36,6 +39,14 @@ class PredictConfig(Strict):
     workers: int = 0  # 0 means one per core
     decode_timeout_seconds: float = Field(DataConfig().decode_timeout_seconds, gt=0)
     decode_memory_mb: int = Field(DataConfig().decode_memory_mb, ge=64)
+    crops: int = Field(1, description="For data.fit=crop models: 1 (the centre crop) or 5 (centre and corners, scores averaged).")
+
+    @field_validator("crops")
+    @classmethod
+    def _known_crops(cls, value: int) -> int:
+        if value not in TEST_CROPS:
+            raise ValueError(f"must be one of {TEST_CROPS}. Received: crops={value}")
+        return value
 
 
 class Prediction(Strict):
@@ -63,11 +74,21 @@ def run(cfg: PredictConfig) -> PredictResult:
     predictions, skipped = [], {}
     for paths, pixels, failures in prepared_batches(_image_paths(Path(cfg.images)), manifest, cfg):
         skipped.update(failures)
-        scores = model.predict_on_batch(np.stack(pixels)).ravel() if pixels else []
+        scores = _scores(model, pixels)
         for path, score in zip(paths, scores):
             p_generated = float(score) if positive == generated else 1.0 - float(score)
             predictions.append(Prediction(path=path, p_ai_generated=p_generated, label=positive if score >= threshold else negative))
     return PredictResult(model_uri=cfg.model_uri, positive_class=positive, threshold=threshold, predictions=predictions, skipped=skipped)
+
+
+def _scores(model, pixels: list[np.ndarray]) -> np.ndarray:
+    """One score per image; an image given as a stack of crops scores the mean over its crops."""
+    if not pixels:
+        return np.zeros(0)
+    if pixels[0].ndim == 3:
+        return model.predict_on_batch(np.stack(pixels)).ravel()
+    count = len(pixels[0])
+    return model.predict_on_batch(np.concatenate(pixels)).ravel().reshape(-1, count).mean(axis=1)
 
 
 def prepared_batches(paths: list[Path], manifest: dict, cfg: PredictConfig) -> Iterator[tuple[list[str], list[np.ndarray], dict[str, str]]]:
@@ -76,9 +97,10 @@ def prepared_batches(paths: list[Path], manifest: dict, cfg: PredictConfig) -> I
     and the rest of its batch is still scored."""
     encoding = manifest["encoding"]
     fit = manifest.get("fit", "resize")  # shards made before data.fit existed were resized
-    jobs = [
-        (str(path), manifest["image_size"], encoding["codec"], encoding["jpeg_quality"] or 95, MAX_PIXELS, None, 0, fit) for path in paths
-    ]
+    size, crops = manifest["image_size"], cfg.crops if fit == "crop" else 1
+    # Multi-crop keeps the margin training crops were drawn from; the crops are cut after decoding.
+    margin = TRAIN_CROP_MARGIN if crops > 1 else 1
+    jobs = [(str(path), size, encoding["codec"], encoding["jpeg_quality"] or 95, MAX_PIXELS, None, 0, fit, margin) for path in paths]
     workers = min(cfg.workers or os.cpu_count() or 1, max(1, len(jobs)))
     with guarded(workers, cfg.decode_timeout_seconds, cfg.decode_memory_mb) as guard:
         outcomes = zip(paths, guard.map(prepare_example, jobs))
@@ -89,7 +111,8 @@ def prepared_batches(paths: list[Path], manifest: dict, cfg: PredictConfig) -> I
                     failures[printable(str(path))] = outcome.error
                 else:
                     kept.append(printable(str(path)))
-                    pixels.append(np.asarray(Image.open(io.BytesIO(outcome.value)).convert("RGB"), dtype=np.float32))
+                    decoded = np.asarray(Image.open(io.BytesIO(outcome.value)).convert("RGB"), dtype=np.float32)
+                    pixels.append(multi_crops(decoded, size, crops) if crops > 1 else decoded)
             yield kept, pixels, failures
 
 

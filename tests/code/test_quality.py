@@ -40,7 +40,14 @@ def test_resume_continues_inside_the_right_stage():
 def test_scratch_profile_trains_every_layer_and_keeps_pixels():
     cfg = build_config("improved", "scratch")
     assert cfg.variant.model.backbone_weights == "none" and cfg.variant.model.trainable_backbone_layers == RESNET50_LAYERS
-    assert (cfg.data.fit, cfg.variant.model.stem) == ("pad", "preserve")
+    assert (cfg.data.fit, cfg.variant.model.stem, cfg.variant.model.zero_init_residual) == ("pad", "standard", True)
+
+
+def test_zero_init_residual_with_pretrained_weights_names_the_field():
+    from components.model import build_model
+
+    with pytest.raises(ValueError, match=r"model.zero_init_residual.*backbone_weights='imagenet'"):
+        build_model(IMPROVED.model.with_changes(zero_init_residual=True), image_size=32)
 
 
 def test_unknown_fit_names_the_field():
@@ -78,3 +85,38 @@ def test_robustness_augmentation_follows_its_probabilities_and_seed():
     first = degrade.degrade_batch(batch, always, np.array([1, 2]))
     assert all(not np.array_equal(a, b) for a, b in zip(first, batch))
     assert np.array_equal(first, degrade.degrade_batch(batch, always, np.array([1, 2])))
+
+
+def test_multi_crops_are_the_centre_then_the_four_corners():
+    from components.fit import multi_crops
+
+    pixels = np.arange(6 * 8 * 3).reshape(6, 8, 3)
+    crops = multi_crops(pixels, 4, 5)
+    assert crops.shape == (5, 4, 4, 3)
+    np.testing.assert_array_equal(crops[0], pixels[1:5, 2:6])
+    for crop, (top, left) in zip(crops[1:], [(0, 0), (0, 4), (2, 0), (2, 4)]):
+        np.testing.assert_array_equal(crop, pixels[top : top + 4, left : left + 4])
+    with pytest.raises(ValueError, match="crops=3"):
+        multi_crops(pixels, 4, 3)
+
+
+def test_predict_averages_the_five_crops_of_a_crop_model(tmp_path):
+    import keras
+    from PIL import Image
+
+    from components.predict import PredictConfig, _scores, prepared_batches
+
+    size = 8
+    image = np.zeros((2 * size, 2 * size, 3), dtype=np.uint8)
+    image[:size, :size] = 200  # only the top-left corner crop is bright
+    Image.fromarray(image).save(tmp_path / "a.png")
+    manifest = {"image_size": size, "fit": "crop", "encoding": {"codec": "png", "jpeg_quality": None}}
+    (_, [crops], _), *_ = prepared_batches([tmp_path / "a.png"], manifest, PredictConfig(images=str(tmp_path), crops=5, workers=1))
+    assert crops.shape == (5, size, size, 3)
+    inputs = keras.Input((size, size, 3))
+    mean_pixel = keras.layers.Dense(1, kernel_initializer="ones", use_bias=False)(keras.layers.GlobalAveragePooling2D()(inputs) / 3)
+    model = keras.Model(inputs, mean_pixel)
+    # centre: a quarter bright (50); top-left corner 200; the other corners 0 → mean 50.
+    assert _scores(model, [crops]) == pytest.approx([50.0])
+    (_, [centre], _), *_ = prepared_batches([tmp_path / "a.png"], manifest, PredictConfig(images=str(tmp_path), workers=1))
+    assert centre.shape == (size, size, 3) and _scores(model, [centre]) == pytest.approx([50.0])

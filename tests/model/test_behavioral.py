@@ -1,10 +1,14 @@
 """Behavioural tests (Ribeiro et al. 2020, CheckList) of one trained tiny model: invariance,
 direction and minimum functionality, each on images whose right answer is not in doubt.
 
-The model is the scratch profile's improved variant (every layer trains, preserve stem), trained
-for a few epochs on the demo's REAL photograph crops against the same crops carrying an obvious
-checkerboard, the trace a stride-2 transposed convolution leaves. The test crops come from
-regions of the photographs that training never saw.
+The model is the scratch profile's improved variant (every layer trains from random weights,
+residual blocks zero-initialised), trained for 40 steps on the demo's REAL photograph crops
+against the same crops carrying an obvious checkerboard, the trace a stride-2 transposed
+convolution leaves. The test crops come from regions of the photographs that training never saw.
+
+Why this fixture learns: without `zero_init_residual` the same 40 steps leave the training set
+at chance (accuracy 0.5-0.6), and without precise BatchNorm the moving averages still hold their
+initial values (minimum functionality 0.63); with both it fits the training set (0.99).
 """
 
 from __future__ import annotations
@@ -41,8 +45,8 @@ def _reals(folder: Path) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[keras.Model, np.ndarray]:
-    """(model, held-out REAL images). The model scores P(REAL), label 1, as every model here."""
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[keras.Model, np.ndarray, np.ndarray, np.ndarray]:
+    """(model, held-out REAL images, training images, their labels). The model scores P(REAL), label 1, as every model here."""
     root = tmp_path_factory.mktemp("behaviour") / "data"
     demo_data.run(
         demo_data.DemoDataConfig(out_dir=str(root), train_per_class=64, test_per_class=24, image_size=SIZE, include_defects=False)
@@ -53,13 +57,14 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[keras.Model, np.n
     variant = build_config("improved", "scratch").variant
     keras.utils.set_random_seed(0)
     model = compile_model(variant.model, variant.fit, SIZE)
-    model.fit(images, labels, batch_size=32, epochs=3, shuffle=True, verbose=0)
+    # Batch 16: more steps for the same compute; 5 epochs of 8 steps is where it fits the training set.
+    model.fit(images, labels, batch_size=16, epochs=5, shuffle=True, verbose=0)
     # What fit.precise_bn_batches does in train.run: a dozen steps leave BatchNorm's moving
     # averages near their initial values, so set them from the training images instead.
     precise_bn = PreciseBatchNorm(tf.data.Dataset.from_tensor_slices((images, labels)).shuffle(len(images), seed=0).batch(32), 4)
     precise_bn.set_model(model)
     precise_bn.on_test_begin()
-    return model, _reals(root / "test" / "REAL")
+    return model, _reals(root / "test" / "REAL"), images, labels
 
 
 def _p_ai(model: keras.Model, images: np.ndarray) -> np.ndarray:
@@ -72,31 +77,29 @@ def _via(image: np.ndarray, **save: object) -> np.ndarray:
     return np.asarray(Image.open(buffer).convert("RGB"))
 
 
-# Not yet met: in the seconds CI can give it, this model reaches 0.5 (minimum functionality) and
-# 0.83 (direction) on 2 CPU cores, so these two record the gap instead of passing
-# (README, "Detection quality on real images"). The assertions are the ones that should hold.
-NOT_YET_LEARNED = pytest.mark.xfail(reason="the tiny model does not learn the checkerboard in the CI budget yet", strict=False)
+def test_the_model_fits_its_training_set(trained):
+    # The other tests mean something only if the fixture learned; this one says so when it didn't.
+    model, _, images, labels = trained
+    assert np.mean((_p_ai(model, images) >= 0.5) == (labels.ravel() == 0)) >= 0.9
 
 
-@NOT_YET_LEARNED
 def test_minimum_functionality_obvious_cases_are_right(trained):
-    model, real = trained
+    model, real, _, _ = trained
     fake = np.stack([_checkerboard(image, TRAINED_AMPLITUDE) for image in real])
     right = np.concatenate([_p_ai(model, real) < 0.5, _p_ai(model, fake) >= 0.5])
     assert right.mean() >= 0.9
 
 
 def test_invariance_png_and_high_quality_jpeg_get_the_same_verdict(trained):
-    model, real = trained
+    model, real, _, _ = trained
     images = np.concatenate([real, np.stack([_checkerboard(image, TRAINED_AMPLITUDE) for image in real])])
     as_png = np.stack([_via(image, format="PNG") for image in images])
     as_jpeg = np.stack([_via(image, format="JPEG", quality=95, subsampling=0) for image in images])
     assert np.mean((_p_ai(model, as_png) >= 0.5) == (_p_ai(model, as_jpeg) >= 0.5)) >= 0.95
 
 
-@NOT_YET_LEARNED
 def test_directional_checkerboard_artifact_raises_p_ai_generated(trained):
-    model, real = trained
+    model, real, _, _ = trained
     # Weaker than the training artifact: the direction must hold before the verdict flips.
     before, after = _p_ai(model, real), _p_ai(model, np.stack([_checkerboard(image, TRAINED_AMPLITUDE / 2) for image in real]))
     assert np.mean(after > before) >= 0.9
