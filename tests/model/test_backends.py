@@ -75,7 +75,7 @@ def test_jax_run_records_its_backend_and_needs_jax(jax_trained, store):
 def test_jax_trained_model_evaluates_and_predicts_alike_under_tensorflow(world, jax_trained, store, tmp_path):
     model_path = str(Path(mlflow.artifacts.download_artifacts(jax_trained["model_uri"], dst_path=str(tmp_path))) / "data" / "model.keras")
     evaluated = evaluate.run(evaluate.EvaluateConfig(manifest_path=world["manifest"], model_path=model_path, output_dir=str(tmp_path)))
-    assert evaluated.test["test_auc"] == pytest.approx(jax_trained["test"]["test_auc"], abs=1e-6)
+    assert evaluated.test["test/auc"] == pytest.approx(jax_trained["test"]["test/auc"], abs=1e-6)
     served = predict.run(predict.PredictConfig(images=str(Path(world["data"].root) / "test" / "FAKE"), model_uri=jax_trained["model_uri"]))
     scores = {row.path: row.p_ai_generated for row in served.predictions}
     assert scores.keys() == jax_trained["predictions"].keys() and scores
@@ -119,5 +119,5 @@ def test_tensorflow_trained_model_is_served_under_jax(world, store, tmp_path):
     served = _jax("serve", world["manifest"], "models:/tf-model@champion", images, str(tmp_path / "served"), store=world["store"])
 
     assert served["backend"] == "jax"
-    assert served["test"]["test_auc"] == pytest.approx(evaluated.test["test_auc"], abs=1e-6)
+    assert served["test"]["test/auc"] == pytest.approx(evaluated.test["test/auc"], abs=1e-6)
     np.testing.assert_allclose([served["predictions"][key] for key in sorted(local)], [local[key] for key in sorted(local)], atol=1e-4)

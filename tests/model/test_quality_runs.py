@@ -45,9 +45,9 @@ def test_staged_run_logs_one_epoch_axis_and_resumes_inside_its_stage(tiny_data_c
         train.run(cfg, extra_callbacks=[CrashInSecondStage()])
     result = train.run(cfg)
     assert (result.resumed_at_epoch, result.epochs_completed) == (3, 6)
-    stages = MlflowClient().get_metric_history(result.run_id, "stage")
+    stages = MlflowClient().get_metric_history(result.run_id, "train/stage")
     assert [point.value for point in sorted(stages, key=lambda point: point.step)] == [1.0, 1.0, 2.0, 2.0, 3.0, 3.0]
-    rates = [point.value for point in sorted(MlflowClient().get_metric_history(result.run_id, "learning_rate"), key=lambda p: p.step)]
+    rates = [point.value for point in sorted(MlflowClient().get_metric_history(result.run_id, "train/learning_rate"), key=lambda p: p.step)]
     # Epoch 4 ran after the resume, still inside stage 2 at its rate.
     assert rates[2] == rates[3] == pytest.approx(rates[0] * 0.1) and rates[4] == pytest.approx(rates[0] * 0.01)
     state = json.loads((Path(result.model_path).parent / "state.json").read_text())
