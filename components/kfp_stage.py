@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from components import settings
-from components.config import PipelineConfig, build_config, fingerprint
+from components.config import PipelineConfig, build_config
+from components.wiring import STAGES, stage_config
 
-STAGES = ("validate", "shard", "train", "evaluate", "register")
 UPSTREAM = ("validated", "sharded", "trained", "evaluated")
 KFP_RUN_TAG = "kfp_run_id"
 
@@ -55,44 +55,6 @@ def with_local_data(cfg: PipelineConfig, stage: str, kfp_run_id: str) -> Pipelin
     else:
         local_root = str(Path(cache_dir).joinpath(*split_uri(cfg.data.root)))  # where sync put it
     return cfg.with_changes(data={"root": local_root})
-
-
-def stage_config(stage: str, cfg: PipelineConfig, upstream: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The stage's config from the pipeline config and upstream results, as flows/pipeline.py builds it."""
-    sharded, trained, evaluated = (upstream.get(name, {}) for name in ("sharded", "trained", "evaluated"))
-    if stage == "validate":
-        return {"data": cfg.data.model_dump(), "work_dir": cfg.work_dir}
-    if stage == "shard":
-        validated = upstream["validated"]
-        return {
-            "data": cfg.data.model_dump(),
-            "augment": cfg.variant.augment.model_dump(),
-            "report_path": validated["report_path"],
-            "dataset_fingerprint": validated["dataset_fingerprint"],
-            "work_dir": cfg.work_dir,
-        }
-    if stage == "train":
-        return {"pipeline": cfg.model_dump(), "manifest_path": sharded["manifest_path"]}
-    if stage == "evaluate":
-        return {
-            "manifest_path": sharded["manifest_path"],
-            "model_path": trained["model_path"],
-            "run_id": trained["run_id"],
-            "output_dir": str(Path(trained["model_path"]).parent / "evaluation"),
-        }
-    if stage == "register":
-        return {
-            "registered_model": cfg.registered_model_name,
-            "model_uri": trained["model_uri"],
-            "run_id": trained["run_id"],
-            "variant": cfg.variant.name,
-            "dataset_fingerprint": sharded["dataset_fingerprint"],
-            "threshold": evaluated["threshold"],
-            "metrics": evaluated["test"],
-            "primary_metric": cfg.tracking.primary_metric,
-            "config_key": fingerprint(sharded["shard_key"], cfg.variant.model_dump()),
-        }
-    raise ValueError(f"Unknown stage. Expected one of {list(STAGES)}. Received: stage={stage!r}")
 
 
 def run_stage_cli(stage: str, config: dict[str, Any], kfp_run_id: str) -> dict[str, Any]:

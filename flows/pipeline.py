@@ -12,7 +12,8 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 
 from components import settings
-from components.config import PipelineConfig, build_config, fingerprint
+from components.config import PipelineConfig, build_config
+from components.wiring import config_key, stage_config
 from flows.stages import run_stage
 
 VARIANT_ORDER = ("baseline", "improved")
@@ -25,61 +26,35 @@ def sync_task(cfg: PipelineConfig) -> dict[str, Any]:
 
 @task
 def validate_task(cfg: PipelineConfig) -> dict[str, Any]:
-    return run_stage(cfg.execution, "validate", {"data": cfg.data.model_dump(), "work_dir": cfg.work_dir})
+    return run_stage(cfg.execution, "validate", stage_config("validate", cfg, {}))
 
 
 @task
 def shard_task(cfg: PipelineConfig, validated: dict[str, Any]) -> dict[str, Any]:
-    shard_cfg = {
-        "data": cfg.data.model_dump(),
-        "augment": cfg.variant.augment.model_dump(),
-        "report_path": validated["report_path"],
-        "dataset_fingerprint": validated["dataset_fingerprint"],
-        "work_dir": cfg.work_dir,
-    }
-    return run_stage(cfg.execution, "shard", shard_cfg)
+    return run_stage(cfg.execution, "shard", stage_config("shard", cfg, {"validated": validated}))
 
 
 @task
 def train_task(cfg: PipelineConfig, sharded: dict[str, Any], parent_run_id: str | None) -> dict[str, Any]:
-    train_cfg = {"pipeline": cfg.model_dump(), "manifest_path": sharded["manifest_path"], "parent_run_id": parent_run_id}
-    return run_stage(cfg.execution, "train", train_cfg)
+    return run_stage(cfg.execution, "train", stage_config("train", cfg, {"sharded": sharded}, parent_run_id))
 
 
 @task
 def evaluate_task(cfg: PipelineConfig, sharded: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
-    evaluate_cfg = {
-        "manifest_path": sharded["manifest_path"],
-        "model_path": trained["model_path"],
-        "run_id": trained["run_id"],
-        "output_dir": str(Path(trained["model_path"]).parent / "evaluation"),
-    }
-    return run_stage(cfg.execution, "evaluate", evaluate_cfg)
+    return run_stage(cfg.execution, "evaluate", stage_config("evaluate", cfg, {"sharded": sharded, "trained": trained}))
 
 
 @task(retries=2, retry_delay_seconds=5)
-def find_registered_task(cfg: PipelineConfig, config_key: str) -> dict[str, Any] | None:
+def find_registered_task(cfg: PipelineConfig, key: str) -> dict[str, Any] | None:
     from components import registry
 
-    return registry.find_version(cfg.registered_model_name, config_key)
+    return registry.find_version(cfg.registered_model_name, key)
 
 
 @task(retries=2, retry_delay_seconds=5)
-def register_task(
-    cfg: PipelineConfig, sharded: dict[str, Any], trained: dict[str, Any], evaluated: dict[str, Any], config_key: str
-) -> dict[str, Any]:
-    registry_cfg = {
-        "registered_model": cfg.registered_model_name,
-        "model_uri": trained["model_uri"],
-        "run_id": trained["run_id"],
-        "variant": cfg.variant.name,
-        "dataset_fingerprint": sharded["dataset_fingerprint"],
-        "threshold": evaluated["threshold"],
-        "metrics": evaluated["test"],
-        "primary_metric": cfg.tracking.primary_metric,
-        "config_key": config_key,
-    }
-    return run_stage(cfg.execution, "register", registry_cfg)
+def register_task(cfg: PipelineConfig, sharded: dict[str, Any], trained: dict[str, Any], evaluated: dict[str, Any]) -> dict[str, Any]:
+    upstream = {"sharded": sharded, "trained": trained, "evaluated": evaluated}
+    return run_stage(cfg.execution, "register", stage_config("register", cfg, upstream))
 
 
 @flow(name="detector-pipeline", log_prints=True)
@@ -103,8 +78,7 @@ def train_pipeline(
         cfg = cfg.with_changes(data={"root": sync_task(cfg)["local_root"]})
     validated = validate_task(cfg)
     sharded = shard_task(cfg, validated)
-    config_key = fingerprint(sharded["shard_key"], cfg.variant.model_dump())
-    existing = None if force else find_registered_task(cfg, config_key)
+    existing = None if force else find_registered_task(cfg, config_key(cfg, sharded))
     if existing:
         get_run_logger().info(
             "%s: data and config unchanged since v%s; skipping training (force=True retrains)", variant, existing["version"]
@@ -124,7 +98,7 @@ def train_pipeline(
         }
     trained = train_task(cfg, sharded, parent_run_id)
     evaluated = evaluate_task(cfg, sharded, trained)
-    registered = register_task(cfg, sharded, trained, evaluated, config_key)
+    registered = register_task(cfg, sharded, trained, evaluated)
     get_run_logger().info(
         "%s: test AUC %.3f, run %s, model version %s (%s)",
         variant,
