@@ -36,7 +36,7 @@ def test_local_kfp_run_registers_the_champion_tagged_with_the_kfp_run(
     client = MlflowClient()
     champion = client.get_model_version_by_alias("kfp-local-detector", CHAMPION)
     # The first version wins the empty registry, so it serves and is nobody's challenger.
-    assert client.get_registered_model("kfp-local-detector").aliases == {CHAMPION: "1"}
+    assert {alias: str(version) for alias, version in client.get_registered_model("kfp-local-detector").aliases.items()} == {CHAMPION: "1"}
     run = client.get_run(champion.run_id)
     assert run.data.tags["variant"] == "baseline" and "test/auc" in run.data.metrics
     assert run.data.tags["kfp_run_id"] and run.data.tags["kfp_run_id"] == champion.tags["kfp_run_id"]
