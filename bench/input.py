@@ -21,7 +21,7 @@ import keras
 import tensorflow as tf
 
 from bench.timing import Stopwatch, images_per_second
-from components.records import FEATURE_SPEC, IMAGE_KEY, make_dataset, read_manifest
+from components.records import FEATURE_SPEC, IMAGE_KEY, geometry, make_dataset, read_manifest
 
 BATCH_SIZE = 32
 
@@ -52,7 +52,7 @@ def _warps(manifest_path: str, policy: dict[str, Any], rounds: int, repeats: int
     from components.records import fused_augment
 
     batch = next(iter(make_dataset(manifest_path, "train", BATCH_SIZE, dtype=tf.uint8)))[0]
-    layer = RandomAffine(**policy, seed=0)
+    layer = RandomAffine(**geometry(policy), seed=0)
     in_model = tf.function(lambda images: layer(tf.cast(images, tf.float32), training=True), jit_compile=True)
     seed = tf.constant([1, 2], tf.int64)
     warps = {"warp_tf_data": lambda: fused_augment(batch, policy, seed), "warp_in_model_layer": lambda: in_model(batch)}

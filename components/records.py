@@ -41,8 +41,17 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
+# The geometric part of an augmentation policy: one affine warp (components/affine.py). The rest
+# (JPEG, blur: components/degrade.py) always runs in the reader.
+GEOMETRY = ("rotation_degrees", "shift_fraction", "horizontal_flip")
+
+
+def geometry(policy: dict[str, Any]) -> dict[str, Any]:
+    return {key: policy[key] for key in GEOMETRY}
+
+
 def is_identity(policy: dict[str, Any]) -> bool:
-    return not (policy["rotation_degrees"] or policy["shift_fraction"] or policy["horizontal_flip"])
+    return not any(policy[key] for key in GEOMETRY)
 
 
 def batch_count(count: int, batch_size: int, training: bool, replicas: int) -> int:

@@ -27,7 +27,7 @@ from components.config import AugmentConfig, DataConfig, Strict, fingerprint
 from components.fit import TRAIN_CROP_MARGIN
 from components.guard import Guard, guarded
 from components.images import prepare_example, printable
-from components.records import MANIFEST_NAME, serialize, shard_name
+from components.records import MANIFEST_NAME, geometry, serialize, shard_name
 from components.validate import read_report
 
 MANIFEST_VERSION = 1
@@ -112,7 +112,7 @@ def _write_split(split: str, examples: list[tuple[str, int]], cfg: ShardConfig, 
     data = cfg.data
     copies = data.premade_copies if split == "train" and data.premade_copies else 0
     # Only the geometric warp is baked in; JPEG and blur (components/degrade.py) stay live.
-    policy = cfg.augment.model_dump(include={"rotation_degrees", "shift_fraction", "horizontal_flip"}) if copies else None
+    policy = geometry(cfg.augment.model_dump()) if copies else None
     records = [(path, label, copy) for path, label in examples for copy in range(max(copies, 1))]
     if split == "train":
         random.Random(data.seed).shuffle(records)  # mixes the classes within every shard

@@ -26,7 +26,7 @@ from components.cli_support import component_main
 from components.compiled import compile_at, compile_model
 from components.config import PipelineConfig, Strict, fingerprint
 from components.model import count_parameters
-from components.records import is_identity, make_dataset, read_manifest
+from components.records import geometry, is_identity, make_dataset, read_manifest
 from components.settings import TrackingUnavailable
 
 
@@ -154,7 +154,7 @@ def _model(cfg: TrainConfig, manifest: dict[str, Any], run_dir: Path, placement:
         return keras.models.load_model(last)  # compiled, with the optimizer's moments and rate
     augmentation = manifest["augmentation"]
     live = augmentation["applied"] == "live" and not is_identity(augmentation["policy"])
-    policy = augmentation["policy"] if placement.augment_in_model and live else None
+    policy = geometry(augmentation["policy"]) if placement.augment_in_model and live else None
     model = compile_model(cfg.pipeline.variant.model, cfg.pipeline.variant.fit, manifest["image_size"], placement, policy)
     total, trainable = count_parameters(model)
     mlflow.log_params(
