@@ -47,6 +47,21 @@ def backend() -> str:
     return keras.backend.backend()
 
 
+def input_gradient(function: Callable, inputs: np.ndarray) -> np.ndarray:
+    """d sum(function(inputs)) / d inputs as NumPy, on the process's backend (Grad-CAM)."""
+    if backend() == "jax":
+        import jax
+
+        return np.asarray(jax.grad(lambda x: keras.ops.sum(function(x)))(np.asarray(inputs, dtype="float32")))
+    import tensorflow as tf
+
+    x = tf.convert_to_tensor(inputs, dtype=tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        total = tf.reduce_sum(function(x))
+    return tape.gradient(total, x).numpy()
+
+
 def resolve(fit: FitConfig, runtime: RuntimeConfig | None = None) -> Placement:
     runtime = runtime or RuntimeConfig()
     if runtime.backend not in ("auto", backend()):

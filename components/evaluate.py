@@ -7,7 +7,6 @@ both thresholds. Scores are the probability of the positive class, named in ever
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from components.cli_support import component_main
 from components.config import Strict
 from components.metrics import classification_metrics, ranking_metrics, youden_threshold
 from components.model import ImageNetPreprocess  # noqa: F401  registers the layer for load_model
-from components.records import make_dataset, read_manifest
+from components.records import installed_reader, make_dataset, read_manifest
 
 
 class EvaluateConfig(Strict):
@@ -80,8 +79,7 @@ def run(cfg: EvaluateConfig) -> EvaluateResult:
 def predict_split(model: keras.Model, manifest_path: str, split: str, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Every example once, in order, as NumPy: any backend's model takes it (a TF tensor would not do for JAX)."""
     labels, scores = [], []
-    reader = "tf.data" if importlib.util.find_spec("tensorflow") else "python"
-    for images, batch_labels in make_dataset(manifest_path, split, batch_size, reader=reader):
+    for images, batch_labels in make_dataset(manifest_path, split, batch_size, reader=installed_reader()):
         scores.append(np.asarray(model.predict_on_batch(np.asarray(images))).ravel())
         labels.append(np.asarray(batch_labels).ravel())
     return np.concatenate(labels).astype(int), np.concatenate(scores)

@@ -13,7 +13,9 @@ from pathlib import Path
 import keras
 import matplotlib
 import numpy as np
-import tensorflow as tf
+from PIL import Image
+
+from components.accelerator import input_gradient
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  after the backend is chosen
@@ -38,20 +40,20 @@ def grad_cam(model: keras.Model, images: np.ndarray, towards_positive: bool) -> 
     positive class (or of its complement when `towards_positive` is False)."""
     names = [layer.name for layer in model.layers]
     backbone_at = names.index("resnet50")
-    pixels = tf.convert_to_tensor(images, dtype=tf.float32)
-    x = pixels
-    for layer in model.layers[1:backbone_at]:
-        x = layer(x)
-    with tf.GradientTape() as tape:
-        features = model.layers[backbone_at](x, training=False)
-        tape.watch(features)
-        score = features
+    x = keras.ops.convert_to_tensor(np.asarray(images, dtype="float32"))
+    for layer in model.layers[1 : backbone_at + 1]:
+        x = layer(x, training=False)
+    features = np.asarray(keras.ops.convert_to_numpy(x))
+
+    def head(maps):
+        score = maps
         for layer in model.layers[backbone_at + 1 :]:
             score = layer(score, training=False)
-        score = score if towards_positive else 1.0 - score
-    gradients = tape.gradient(score, features)
-    weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
-    heatmaps = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1)).numpy()
+        return score if towards_positive else 1.0 - score
+
+    gradients = input_gradient(head, features)
+    weights = gradients.mean(axis=(1, 2), keepdims=True)
+    heatmaps = np.maximum((weights * features).sum(axis=-1), 0.0)
     peaks = heatmaps.max(axis=(1, 2), keepdims=True)
     return np.divide(heatmaps, peaks, out=np.zeros_like(heatmaps), where=peaks > 0)
 
@@ -69,7 +71,7 @@ def plot(
             axes[2 * row, column].imshow(image.astype(np.uint8))
             axes[2 * row, column].set_title(f"{kind[:-1]}\nP(AI) {p:.2f}", fontsize=7)
             axes[2 * row + 1, column].imshow(image.astype(np.uint8))
-            upsampled = tf.image.resize(heatmap[..., None], image.shape[:2], method="bilinear").numpy()[..., 0]
+            upsampled = np.asarray(Image.fromarray(heatmap.astype(np.float32)).resize(image.shape[1::-1], Image.Resampling.BILINEAR))
             axes[2 * row + 1, column].imshow(upsampled, cmap="jet", alpha=0.45, vmin=0, vmax=1)
         if not len(images[kind]):
             axes[2 * row, 0].set_title(f"no {kind}", fontsize=8)

@@ -13,6 +13,7 @@ scored exactly once and the copies count for nothing.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -56,6 +57,11 @@ def is_identity(policy: dict[str, Any]) -> bool:
 
 def batch_count(count: int, batch_size: int, training: bool, replicas: int) -> int:
     return count // batch_size if training and replicas > 1 else math.ceil(count / batch_size)
+
+
+def installed_reader() -> str:
+    """tf.data where TensorFlow is installed, else the TensorFlow-free reader (a JAX-only GPU host)."""
+    return "tf.data" if importlib.util.find_spec("tensorflow") else "python"
 
 
 def make_dataset(

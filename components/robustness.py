@@ -17,7 +17,7 @@ import numpy as np
 from components import degrade
 from components.fit import fit_image
 from components.metrics import ranking_metrics
-from components.records import make_dataset
+from components.records import installed_reader, make_dataset
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  after the backend is chosen
@@ -68,11 +68,9 @@ def robustness_table(
 
 
 def _test_images(manifest_path: str, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    import tensorflow as tf
-
-    batches = list(make_dataset(manifest_path, "test", batch_size, dtype=tf.uint8))
-    images = np.concatenate([batch.numpy() for batch, _ in batches])
-    labels = np.concatenate([batch_labels.numpy().ravel() for _, batch_labels in batches]).astype(int)
+    batches = list(make_dataset(manifest_path, "test", batch_size, dtype="uint8", reader=installed_reader()))
+    images = np.concatenate([np.asarray(batch) for batch, _ in batches])
+    labels = np.concatenate([np.asarray(batch_labels).ravel() for _, batch_labels in batches]).astype(int)
     return images, labels
 
 

@@ -151,6 +151,18 @@ def decode_image(encoded: bytes, size: int, crop: np.random.Generator | None = N
     return pixels
 
 
+def read_sources(paths: list[str]) -> list[str]:
+    """Every record's source path, file by file (evaluation order): for people and slices, never for training."""
+    sources = []
+    for path in paths:
+        with open(path, "rb") as shard:
+            for offset, length in record_spans(path):
+                example = _example_class().FromString(read_record(shard, str(path), offset, length))
+                values = example.features.feature[SOURCE_KEY].bytes_list.value
+                sources.append(values[0].decode() if values else "")
+    return sources
+
+
 class ShardBatches(keras.utils.PyDataset):
     """records.make_dataset's TensorFlow-free reader: the same batches as tf.data in evaluation
     order; in training a fresh permutation of all records every epoch (indexes only: memory stays

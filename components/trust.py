@@ -13,11 +13,11 @@ from typing import Any
 import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
 from components import calibration, gallery, robustness
 from components.metrics import ranking_metrics
-from components.records import FEATURE_SPEC, SOURCE_KEY, make_dataset
+from components.records import installed_reader, make_dataset
+from components.shard_reader import read_sources
 
 SLICE_COLUMNS = {"format": "format", "size": "size"}
 
@@ -74,8 +74,7 @@ def test_sources(manifest_path: str) -> list[str]:
     from components.records import read_manifest
 
     files = [str(manifest_dir / name) for name in read_manifest(manifest_path)["splits"]["test"]["files"]]
-    spec = {SOURCE_KEY: FEATURE_SPEC[SOURCE_KEY]}
-    return [tf.io.parse_single_example(record, spec)[SOURCE_KEY].numpy().decode() for record in tf.data.TFRecordDataset(files)]
+    return read_sources(files)
 
 
 def error_gallery(model: keras.Model, manifest: dict, manifest_path: str, y_true: np.ndarray, scores: np.ndarray, path: Path) -> Path:
@@ -96,8 +95,8 @@ def error_gallery(model: keras.Model, manifest: dict, manifest_path: str, y_true
 
 def _images_at(manifest_path: str, indices: list[int]) -> dict[int, np.ndarray]:
     found, offset, wanted = {}, 0, set(indices)
-    for batch, _ in make_dataset(manifest_path, "test", 64, dtype=tf.uint8):
-        array = batch.numpy()
+    for batch, _ in make_dataset(manifest_path, "test", 64, dtype="uint8", reader=installed_reader()):
+        array = np.asarray(batch)
         found.update({offset + i: array[i] for i in range(len(array)) if offset + i in wanted})
         offset += len(array)
     return found
