@@ -99,7 +99,8 @@ def flat_test_metrics(report: dict) -> dict[str, float]:
         for name in ("accuracy", "precision", "recall", "f1", "specificity"):
             flat[f"{group}/{name}"] = test[key][name]
     # Four decimals: the UI prints floats in full (0.8692500000000001); metrics.json keeps them whole.
-    return {name: round(value, 4) for name, value in flat.items()}
+    # The threshold stays exact: predict serves with it, so it must be the cut that was evaluated.
+    return {name: value if name == "test_tuned/threshold" else round(value, 4) for name, value in flat.items()}
 
 
 def _pictures(report: dict, class_names: list[str], y_true: np.ndarray, scores: np.ndarray, out_dir: Path) -> list[Path]:
