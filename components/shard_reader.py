@@ -130,7 +130,9 @@ def encode_example(encoded_image: bytes, label: int, source: str) -> bytes:
     feature[IMAGE_KEY].bytes_list.value.append(encoded_image)
     feature[LABEL_KEY].int64_list.value.append(int(label))
     feature[SOURCE_KEY].bytes_list.value.append(source.encode())
-    return example.SerializeToString()
+    # deterministic: a map's order otherwise varies between processes, and so would the shards' bytes
+    # (two runs of one key must publish identical sets: tests/faults/test_shard_race.py).
+    return example.SerializeToString(deterministic=True)
 
 
 def decode_example(serialized: bytes) -> tuple[bytes, int]:
