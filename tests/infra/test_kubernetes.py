@@ -83,13 +83,7 @@ def test_every_manifest_in_the_folder_is_in_the_kustomization():
 
 
 def test_kustomize_renders_a_valid_stack_from_the_example_credentials(tmp_path: Path):
-    folder = tmp_path / "kubernetes"
-    shutil.copytree(KUBERNETES_DIR, folder)
-    for example in folder.glob("*.env.example"):
-        shutil.copy(example, folder / example.name.removesuffix(".example"))
-    result = subprocess.run([tool("kubectl"), "kustomize", str(folder)], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    resources = [document for document in yaml.safe_load_all(result.stdout) if document]
+    resources = _rendered_stack(tmp_path)
     for resource in resources:
         validate_strictly(resource)
     kinds = {(resource["kind"], resource["metadata"]["name"]) for resource in resources}
