@@ -11,17 +11,20 @@ KFP_STAMP := $(KFP_VENV)/.installed
 
 .PHONY: install demo test test-fast lint check-infra clean services services-stop bench kfp-env quality ui-check gpu-carry
 
+# uv installs what pip would (same resolution, checked against `pip freeze`) in under a minute
+# where pip took 7-15 on this 2-core machine: most of a fresh CI run was pip.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,infra,jax]' 2>&1 | grep -v "is ignored: it is neither" || true
+	$(BIN)/pip install --quiet --disable-pip-version-check uv 2>&1 | grep -v "is ignored: it is neither" || true
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev,infra,jax]'
 	$(BIN)/python -c "import tensorflow, jax, mlflow, prefect, components" 
 	touch $(STAMP)
 
 install: $(STAMP)
 
-$(KFP_STAMP): kfp_pipeline/requirements.txt
+$(KFP_STAMP): kfp_pipeline/requirements.txt $(STAMP)
 	$(PYTHON) -m venv $(KFP_VENV)
-	$(KFP_VENV)/bin/pip install --quiet --disable-pip-version-check -r kfp_pipeline/requirements.txt 2>&1 | grep -v "is ignored: it is neither" || true
+	$(BIN)/uv pip install --quiet --python $(KFP_VENV)/bin/python -r kfp_pipeline/requirements.txt
 	$(KFP_VENV)/bin/python -c "import kfp.kubernetes, kfp.local"
 	touch $(KFP_STAMP)
 
