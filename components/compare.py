@@ -16,26 +16,12 @@ from mlflow import MlflowClient
 
 from components import record
 from components.cli_support import component_main
-from components.config import Strict
+from components.contracts import CompareConfig, CompareResult
 
 TABLE_METRICS = ("accuracy", "auc", "pr_auc", "precision", "recall", "f1", "specificity")
 TUNED_METRICS = ("threshold", "accuracy", "precision", "recall", "f1", "specificity")
 TABLE_NAMES = (*(f"test/{name}" for name in TABLE_METRICS), *(f"test_tuned/{name}" for name in TUNED_METRICS))
 CHANGE_PREFIX = "improved_vs_baseline_pct/"
-
-
-class CompareConfig(Strict):
-    results: dict[str, dict[str, Any]]  # variant -> train_pipeline summary
-    parent_run_id: str | None = None
-    work_dir: str = "work"
-    # record.changed_settings of the two variants as they ran, for the parent's description.
-    changed_settings: list[dict[str, Any]] = []
-
-
-class CompareResult(Strict):
-    table_path: str
-    markdown: str
-    rows: list[dict[str, Any]]
 
 
 def start_parent_run(experiment_name: str, run_name: str, params: dict[str, Any]) -> str:
