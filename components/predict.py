@@ -92,7 +92,9 @@ def _scores(model, pixels: list[np.ndarray]) -> np.ndarray:
     return model.predict_on_batch(np.concatenate(pixels)).ravel().reshape(-1, count).mean(axis=1)
 
 
-def prepared_batches(paths: list[Path], manifest: Manifest, cfg: PredictConfig) -> Iterator[tuple[list[str], list[np.ndarray], dict[str, str]]]:
+def prepared_batches(
+    paths: list[Path], manifest: Manifest, cfg: PredictConfig
+) -> Iterator[tuple[list[str], list[np.ndarray], dict[str, str]]]:
     """(paths, pixels, failures) batch by batch, so memory stays flat. Each image is decoded in a
     guarded worker: a file that fails, hangs or kills its worker becomes its own skipped entry,
     and the rest of its batch is still scored."""

@@ -28,7 +28,7 @@ from components.contracts.results import (
     ValidateConfig,
     ValidateResult,
 )
-from components.contracts.summary import REUSED_DECISION, CompareConfig, CompareResult, PipelineSummary
+from components.contracts.summary import REUSED_DECISION, CompareConfig, CompareResult, ComparisonSummary, PipelineSummary
 from components.contracts.table import PIPELINE_STAGES, STAGES, Stage, stage
 
 # Registry aliases: @champion serves, @challenger is the newest candidate that has not won,
@@ -48,6 +48,7 @@ __all__ = [
     "Augmentation",
     "CompareConfig",
     "CompareResult",
+    "ComparisonSummary",
     "EvaluateConfig",
     "EvaluateResult",
     "Manifest",

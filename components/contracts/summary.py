@@ -80,3 +80,11 @@ class CompareResult(Strict):
     table_path: str
     markdown: str
     rows: list[dict[str, Any]]
+
+
+class ComparisonSummary(Strict):
+    """What `flows/pipeline.py::compare_variants` returns: both variants under one parent run."""
+
+    parent_run_id: str
+    results: dict[str, PipelineSummary]
+    comparison: CompareResult
