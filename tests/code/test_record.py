@@ -11,13 +11,23 @@ from mlflow import MlflowClient
 
 from components import compare, record
 from components.config import build_config
+from components.contracts import Manifest
 
-MANIFEST = {
-    "dataset_fingerprint": "0123456789abcdef",
-    "positive_class": "REAL",
-    "source": {"root": "/data/cifake"},
-    "splits": {"train": {"count": 40}, "val": {"count": 10}, "test": {"count": 12}},
-}
+MANIFEST = Manifest(
+    shard_key="k" * 16,
+    dataset_fingerprint="0123456789abcdef",
+    created="2026-01-01T00:00:00+00:00",
+    source={"root": "/data/cifake", "validation_report": "/work/validated/report.csv"},
+    class_names=["FAKE", "REAL"],
+    labels={"FAKE": 0, "REAL": 1},
+    positive_class="REAL",
+    generated_class="FAKE",
+    image_size=32,
+    encoding={"codec": "png"},
+    split={"seed": 42, "val_fraction": 0.2},
+    augmentation={"policy": {}, "applied": "live"},
+    splits={split: {"files": [], "count": count} for split, count in (("train", 40), ("val", 10), ("test", 12))},
+)
 
 
 def _configs(profile: str = "demo") -> dict:
