@@ -191,3 +191,15 @@ def test_an_image_job_crosses_to_a_worker_process_intact():
     assert pickle.loads(pickle.dumps(job)) == job
     with pytest.raises(AttributeError):
         job.size = 32  # frozen: a worker never sees a job that changed after it was queued
+
+
+def test_a_stage_run_as_its_own_flow_speaks_json_and_reads_back_as_the_typed_result(tiny_data_config, tmp_path: Path):
+    from components.config import ExecutionConfig
+    from components.contracts import ValidateConfig
+    from flows.stages import run_component, run_stage
+
+    cfg = ValidateConfig(data=tiny_data_config, work_dir=str(tmp_path / "work"))
+    typed = run_stage(ExecutionConfig(stages="in-process"), "validate", cfg)
+    as_json = run_component("validate", cfg.model_dump(mode="json"))  # what stage_flow persists
+    assert isinstance(typed, ValidateResult) and json.loads(json.dumps(as_json)) == as_json
+    assert ValidateResult.model_validate(as_json).model_dump(exclude={"inspected"}) == typed.model_dump(exclude={"inspected"})
