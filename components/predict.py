@@ -66,10 +66,11 @@ class PredictResult(Strict):
 
 def run(cfg: PredictConfig) -> PredictResult:
     info = mlflow.models.get_model_info(cfg.model_uri)
-    manifest = Manifest.model_validate(mlflow.artifacts.load_dict(f"runs:/{info.run_id}/data/manifest.json"))
+    logged = mlflow.artifacts.load_dict(f"runs:/{info.run_id}/data/manifest.json")
     # The tuned threshold cuts P(positive class); fall back to the report's 0.5 if none was tuned.
     threshold = MlflowClient().get_run(info.run_id).data.metrics.get("test_tuned/threshold", 0.5)
     model = loading.load_registered(cfg.model_uri)  # keras flavour, safe mode, SHA-256 checked
+    manifest = Manifest.model_validate(logged)  # after the model's checks: a refused model is refused first
     positive, generated = manifest.positive_class, manifest.generated_class
     negative = next(name for name in manifest.class_names if name != positive)
     predictions, skipped = [], {}
