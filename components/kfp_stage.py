@@ -25,7 +25,7 @@ from typing import Any
 
 from components import settings
 from components.config import PipelineConfig, Strict, build_config
-from components.contracts import stage
+from components.contracts import stage as stage_spec
 from components.wiring import STAGES, stage_config
 
 # Each upstream result's option, and the stage whose Result it is.
@@ -55,8 +55,7 @@ def with_local_data(cfg: PipelineConfig, stage: str, kfp_run_id: str) -> Pipelin
     if stage == "validate":
         local_root = run_stage_cli("sync", sync, kfp_run_id).local_root
     else:
-        cache_dir = sync.cache_dir
-        local_root = str(Path(cache_dir).joinpath(*split_uri(cfg.data.root)))  # where sync put it
+        local_root = str(Path(sync.cache_dir).joinpath(*split_uri(cfg.data.root)))  # where sync put it
     return cfg.with_changes(data={"root": local_root})
 
 
@@ -74,7 +73,7 @@ def run_stage_cli(name: str, config: Strict, kfp_run_id: str) -> Strict:
                 lines.append(line.rstrip("\n"))
         if child.returncode != 0:
             raise SystemExit(f"detector {name} exited with {child.returncode}; its log is above.")
-    return stage(name).result.model_validate(last_json_document(lines, name))
+    return stage_spec(name).result.model_validate(last_json_document(lines, name))
 
 
 def last_json_document(lines: Sequence[str], stage: str) -> dict[str, Any]:
@@ -91,7 +90,7 @@ def upstream_results(texts: dict[str, str]) -> dict[str, Strict]:
     for name, text in texts.items():
         data = json.loads(text or "{}")
         if data:
-            results[name] = stage(UPSTREAM[name]).result.model_validate(data)
+            results[name] = stage_spec(UPSTREAM[name]).result.model_validate(data)
     return results
 
 
