@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import random
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from components.contracts import Augmentation, Manifest, ManifestEncoding, ManifestSource, SplitEntry, SplitPolicy
 from components.records import shard_name
 from components.shard_reader import encode_example, write_records
 
@@ -28,23 +28,32 @@ PER_SHARD = 256
 
 def write_set(folder: Path, splits: dict[str, list[tuple[bytes, int]]], size: int, policy: dict) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    manifest = {
-        "image_size": size,
-        "encoding": {"codec": "jpeg"},
-        "labels": {"FAKE": 0, "REAL": 1},
-        "positive_class": "REAL",
-        "augmentation": {"policy": policy, "applied": "live"},
-        "splits": {},
-    }
+    entries = {}
     for split, examples in splits.items():
         count = -(-len(examples) // PER_SHARD)
         names = [shard_name(split, index, count) for index in range(count)]
         for index, name in enumerate(names):
             chunk = examples[index * PER_SHARD : (index + 1) * PER_SHARD]
             write_records(folder / name, (encode_example(data, label, f"{split}/{i}") for i, (data, label) in enumerate(chunk)))
-        manifest["splits"][split] = {"files": names, "count": len(examples)}
+        entries[split] = SplitEntry(files=names, count=len(examples))
+    # Made here, not by components/shard.py: the provenance fields say so.
+    manifest = Manifest(
+        shard_key=folder.name,
+        dataset_fingerprint=folder.name,
+        created="",
+        source=ManifestSource(root=str(folder), validation_report=""),
+        class_names=["FAKE", "REAL"],
+        labels={"FAKE": 0, "REAL": 1},
+        positive_class="REAL",
+        generated_class="FAKE",
+        image_size=size,
+        encoding=ManifestEncoding(codec="jpeg"),
+        split=SplitPolicy(seed=0, val_fraction=0.0, stratified=False),
+        augmentation=Augmentation(policy=policy, applied="live"),
+        splits=entries,
+    )
     path = folder / "manifest.json"
-    path.write_text(json.dumps(manifest, indent=1))
+    manifest.write(path)
     return path
 
 

@@ -70,7 +70,7 @@ def in_memory_rate(variant, precision: str, steps: int) -> float:
 
 
 def end_to_end_rate(manifest_path: str, epochs: int) -> float:
-    policy = geometry(read_manifest(manifest_path)["augmentation"]["policy"])
+    policy = geometry(read_manifest(manifest_path).augmentation.policy)
     placement, model = placed(IMPROVED, "auto", augment=policy)
     batches = make_dataset(
         manifest_path, "train", placement.global_batch_size, training=True, dtype="uint8", reader="python", replicas=placement.replicas

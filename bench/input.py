@@ -30,7 +30,7 @@ def measure(source_dir: Path, live_manifest: str, premade_manifest: str, policy:
     """Images/s per reader; the keys are the names bench/README.md explains."""
     encoded = _shard_bytes(premade_manifest)
     readers: dict[str, tuple[Callable[[], Any], int]] = {
-        "imagedatagenerator": (lambda: _image_data_generator(source_dir, policy, read_manifest(live_manifest)["image_size"]), 320),
+        "imagedatagenerator": (lambda: _image_data_generator(source_dir, policy, read_manifest(live_manifest).image_size), 320),
         "keras_random_layers": (lambda: _keras_layers(live_manifest, policy), 640),
         "fused_live": (lambda: make_dataset(live_manifest, "train", BATCH_SIZE, training=True, dtype=tf.uint8).repeat(), 1600),
         "premade": (lambda: make_dataset(premade_manifest, "train", BATCH_SIZE, training=True, dtype=tf.uint8).repeat(), 6400),
@@ -92,8 +92,7 @@ def _keras_layers(manifest_path: str, policy: dict[str, Any]) -> tf.data.Dataset
 
 
 def _shard_bytes(manifest_path: str) -> list[bytes]:
-    folder = Path(manifest_path).parent
-    files = [str(folder / name) for name in read_manifest(manifest_path)["splits"]["train"]["files"]]
+    files = read_manifest(manifest_path).paths("train", Path(manifest_path).parent)
     return [tf.io.parse_single_example(record, FEATURE_SPEC)[IMAGE_KEY].numpy() for record in tf.data.TFRecordDataset(files)]
 
 

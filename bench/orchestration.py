@@ -47,42 +47,17 @@ def _overrides(root: str, work_dir: Path, name: str, epochs: int) -> dict[str, A
 
 
 def _direct(overrides: dict[str, Any]) -> None:
+    """The flow's stages, wired as the flow wires them (components/wiring.py), without Prefect."""
     from components import evaluate, registry, shard, train, validate
-    from components.config import build_config, fingerprint
+    from components.config import build_config
+    from components.wiring import stage_config
 
     cfg = build_config("improved", "demo", overrides)
-    validated = validate.run(validate.ValidateConfig(data=cfg.data, work_dir=cfg.work_dir))
-    sharded = shard.run(
-        shard.ShardConfig(
-            data=cfg.data,
-            augment=cfg.variant.augment,
-            report_path=validated.report_path,
-            dataset_fingerprint=validated.dataset_fingerprint,
-            work_dir=cfg.work_dir,
-        )
-    )
-    trained = train.run(train.TrainConfig(pipeline=cfg, manifest_path=sharded.manifest_path))
-    evaluated = evaluate.run(
-        evaluate.EvaluateConfig(
-            manifest_path=sharded.manifest_path,
-            model_path=trained.model_path,
-            run_id=trained.run_id,
-            output_dir=str(Path(trained.model_path).parent / "evaluation"),
-        )
-    )
-    registry.run(
-        registry.RegistryConfig(
-            registered_model=cfg.registered_model_name,
-            model_uri=trained.model_uri,
-            run_id=trained.run_id,
-            variant=cfg.variant.name,
-            dataset_fingerprint=sharded.dataset_fingerprint,
-            threshold=evaluated.threshold,
-            metrics=evaluated.test,
-            primary_metric=cfg.tracking.primary_metric,
-            config_key=fingerprint(sharded.shard_key, cfg.variant.model_dump()),
-        )
-    )
+    validated = validate.run(stage_config("validate", cfg))
+    sharded = shard.run(stage_config("shard", cfg, validated=validated))
+    trained = train.run(stage_config("train", cfg, sharded=sharded))
+    evaluated = evaluate.run(stage_config("evaluate", cfg, sharded=sharded, trained=trained))
+    registry.run(stage_config("register", cfg, sharded=sharded, trained=trained, evaluated=evaluated))
 
 
 def _compare(work_dir: Path, epochs: int) -> dict[str, float]:

@@ -36,7 +36,7 @@ def measure(manifest_path: str, steps: int, rounds: int = 2) -> dict[str, float]
         "in_memory": memory.prefetch(tf.data.AUTOTUNE),
         "from_shards": make_dataset(manifest_path, "train", BATCH_SIZE, training=True, dtype=tf.uint8).repeat(),
     }
-    size = read_manifest(manifest_path)["image_size"]
+    size = read_manifest(manifest_path).image_size
     models = {name: _model(size) for name in feeds}
     for name, feed in feeds.items():
         models[name].fit(feed, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from mlflow import MlflowClient
 
+from components.contracts import CHAMPION, PRIMARY_METRIC
 from components.promotion_lock import promotion_lock
 from components.registry import (
     DECISION_TAG,
@@ -47,7 +48,7 @@ def list_versions(name: str) -> list[dict[str, str]]:
                 "version": str(version.version),
                 "aliases": ",".join(sorted(aliases.get(str(version.version), []))),
                 "variant": tags.get("variant", ""),
-                "test/auc": f"{metrics['test/auc']:.4f}" if "test/auc" in metrics else "",
+                PRIMARY_METRIC: f"{metrics[PRIMARY_METRIC]:.4f}" if PRIMARY_METRIC in metrics else "",
                 "test/f1": f"{metrics['test/f1']:.4f}" if "test/f1" in metrics else "",
                 "threshold": tags.get("threshold", ""),
                 "decision": "rolled back" if ROLLED_BACK_TAG in tags else tags.get(DECISION_TAG, ""),
@@ -59,7 +60,7 @@ def list_versions(name: str) -> list[dict[str, str]]:
     return rows
 
 
-def promote(name: str, version: str, metric: str = "test/auc", force: bool = False, reason: str | None = None) -> str:
+def promote(name: str, version: str, metric: str = PRIMARY_METRIC, force: bool = False, reason: str | None = None) -> str:
     """Make `version` the champion if it passes the gate, or unconditionally with force + reason."""
     if force and not (reason and reason.strip()):
         raise ValueError("A forced promotion needs a reason; it is recorded on the version. Received: reason=None")
@@ -84,7 +85,7 @@ def rollback(name: str) -> str:
     client = MlflowClient()
     with promotion_lock(client, name) as lock:
         history = champion_history(client, name)
-        if len(history) < 2 or client.get_registered_model(name).aliases.get("champion") is None:
+        if len(history) < 2 or client.get_registered_model(name).aliases.get(CHAMPION) is None:
             raise PromotionRefused(f"No earlier champion of {name!r} to roll back to. Champion history: {history}")
         leaving, remaining = history[-1], history[:-1]
         lock.verify()

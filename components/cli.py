@@ -13,17 +13,15 @@ from pathlib import Path
 import pandas as pd
 
 from components import settings
-from components.config import DEMO_EPOCHS, PROFILES, VARIANTS, PipelineConfig, parse_overrides
+from components.config import DEFAULT_REGISTERED_MODEL, DEMO_EPOCHS, PRIMARY_METRIC, PROFILES, VARIANTS, PipelineConfig, parse_overrides
+from components.contracts import CHAMPION, ComparisonSummary
+from components.contracts import STAGES as PIPELINE_STAGES
 
-# Stage commands hand their arguments to the component's own CLI (`python -m components.X`).
+# Stage commands hand their arguments to the component's own CLI (`python -m components.X`): the
+# pipeline's stages from the one stage table, plus the demo data and the Kubeflow commands.
 STAGES = {
     "demo-data": ("components.demo_data", "Generate the offline demo dataset (REAL crops vs simulated-generator FAKEs)."),
-    "sync": ("components.s3data", "Mirror an s3://bucket/prefix dataset into the local cache (changed objects only)."),
-    "validate": ("components.validate", "Decode every image; quarantine the unusable, flag duplicates and leakage."),
-    "shard": ("components.shard", "Split and write TFRecord shards plus manifest.json."),
-    "train": ("components.train", "Train one variant from shards; resumable; logs to MLflow."),
-    "evaluate": ("components.evaluate", "Test metrics at 0.5 and at the threshold tuned on validation."),
-    "register": ("components.registry", "Register a model version; @champion if it wins the gate, else @challenger."),
+    **{name: (stage.module, stage.help) for name, stage in PIPELINE_STAGES.items()},
     "kfp": ("kfp_pipeline.cli", "Kubeflow Pipelines: compile, submit, or run locally (kfp runs in its own .venv-kfp)."),
 }
 
@@ -52,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     compare.set_defaults(handler=_run_compare)
     predict = commands.add_parser("predict", help="Print, per image, the probability that it is AI-generated.")
     predict.add_argument("images", help="An image file or a folder (searched recursively).")
-    predict.add_argument("--model-uri", default=None, help="Default: models:/<registered model>@champion.")
+    predict.add_argument("--model-uri", default=None, help=f"Default: models:/<registered model>@{CHAMPION}.")
     predict.add_argument(
         "--crops", type=int, choices=(1, 5), default=1, help="data.fit=crop models: 5 averages the centre and corner crops. Default: 1."
     )
@@ -60,14 +58,16 @@ def _parser() -> argparse.ArgumentParser:
     models = commands.add_parser(
         "models", help="Registry: list versions, promote one to @champion, roll back to @previous (aliases: README, 'Registry')."
     )
-    models.add_argument("--name", default=None, help="Registered model (default: $DETECTOR_REGISTERED_MODEL or ai-image-detector).")
+    models.add_argument(
+        "--name", default=None, help=f"Registered model (default: $DETECTOR_REGISTERED_MODEL or {DEFAULT_REGISTERED_MODEL})."
+    )
     actions = models.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("list", help="Versions, newest first, with aliases, test figures and the promotion decision.")
     promote = actions.add_parser(
         "promote", help="Move @champion to VERSION if it passes the gate (a rolled-back version never does; --force with --reason can)."
     )
     promote.add_argument("version")
-    promote.add_argument("--metric", default="test/auc", help="Gate metric (default: %(default)s).")
+    promote.add_argument("--metric", default=PRIMARY_METRIC, help="Gate metric (default: %(default)s).")
     promote.add_argument("--force", action="store_true", help="Skip the gate; needs --reason, which is recorded on the version.")
     promote.add_argument("--reason")
     actions.add_parser("rollback", help="Give @champion back to @previous; the version it leaves is marked rolled back.")
@@ -104,23 +104,23 @@ def _run_pipeline(args: argparse.Namespace) -> None:
     from flows.pipeline import train_pipeline
 
     summary = train_pipeline(variant=args.variant, profile=args.profile, overrides=_overrides(args))
-    print(json.dumps({key: summary[key] for key in ("trained", "evaluated", "registered")}, indent=2))
+    shown = {"trained", "evaluated", "registered", *(("reused",) if summary.skipped else ())}
+    print(json.dumps(summary.model_dump(mode="json", include=shown), indent=2))
 
 
-def _run_compare(args: argparse.Namespace) -> dict:
+def _run_compare(args: argparse.Namespace) -> ComparisonSummary:
     from flows.pipeline import compare_variants
 
     outcome = compare_variants(profile=args.profile, overrides=_overrides(args))
-    positive = outcome["results"]["improved"]["evaluated"]["positive_class"]
+    positive = outcome.results["improved"].positive_class
     print(f"\nTest metrics (positive class {positive}; test_tuned/* at the threshold tuned on validation):\n")
-    print(outcome["comparison"]["markdown"])
+    print(outcome.comparison.markdown)
     print("\nMLflow runs:")
-    print(f"  parent (comparison)  {outcome['parent_run_id']}")
-    for variant, result in outcome["results"].items():
-        registered = result["registered"]
+    print(f"  parent (comparison)  {outcome.parent_run_id}")
+    for variant, result in outcome.results.items():
         print(
-            f"  {variant:<20} {result['trained']['run_id']}  test AUC {result['evaluated']['test']['test/auc']:.3f}  "
-            f"-> {registered['registered_model']} v{registered['version']} ({registered['decision']})"
+            f"  {variant:<20} {result.run_id}  test AUC {result.test[PRIMARY_METRIC]:.3f}  "
+            f"-> {result.registered_model} v{result.version} ({result.decision})"
         )
     return outcome
 
@@ -132,7 +132,7 @@ def _registered_model(name: str | None) -> str:
 def _run_predict(args: argparse.Namespace) -> None:
     from components import predict
 
-    uri = args.model_uri or f"models:/{_registered_model(None)}@champion"
+    uri = args.model_uri or f"models:/{_registered_model(None)}@{CHAMPION}"
     result = predict.run(predict.PredictConfig(images=args.images, model_uri=uri, crops=args.crops))
     print(f"# {uri}: label is {result.positive_class} where P({result.positive_class}) >= {result.threshold:.4f}")
     print("p_ai_generated\tlabel\tpath")
@@ -167,7 +167,7 @@ def _run_demo(args: argparse.Namespace) -> None:
     demo_data.run(demo_data.DemoDataConfig(out_dir=args.data))
     args.profile = "demo"
     outcome = _run_compare(args)
-    experiment_id = MlflowClient().get_run(outcome["parent_run_id"]).info.experiment_id
+    experiment_id = MlflowClient().get_run(outcome.parent_run_id).info.experiment_id
     uri = os.environ["MLFLOW_TRACKING_URI"]
     if uri.startswith("sqlite:///"):
         store = Path(uri.removeprefix("sqlite:///")).resolve()

@@ -16,26 +16,12 @@ from mlflow import MlflowClient
 
 from components import record
 from components.cli_support import component_main
-from components.config import Strict
+from components.contracts import CompareConfig, CompareResult, PipelineSummary
 
 TABLE_METRICS = ("accuracy", "auc", "pr_auc", "precision", "recall", "f1", "specificity")
 TUNED_METRICS = ("threshold", "accuracy", "precision", "recall", "f1", "specificity")
 TABLE_NAMES = (*(f"test/{name}" for name in TABLE_METRICS), *(f"test_tuned/{name}" for name in TUNED_METRICS))
 CHANGE_PREFIX = "improved_vs_baseline_pct/"
-
-
-class CompareConfig(Strict):
-    results: dict[str, dict[str, Any]]  # variant -> train_pipeline summary
-    parent_run_id: str | None = None
-    work_dir: str = "work"
-    # record.changed_settings of the two variants as they ran, for the parent's description.
-    changed_settings: list[dict[str, Any]] = []
-
-
-class CompareResult(Strict):
-    table_path: str
-    markdown: str
-    rows: list[dict[str, Any]]
 
 
 def start_parent_run(experiment_name: str, run_name: str, params: dict[str, Any]) -> str:
@@ -49,12 +35,12 @@ def start_parent_run(experiment_name: str, run_name: str, params: dict[str, Any]
     return run.info.run_id
 
 
-def comparison_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def comparison_rows(results: dict[str, PipelineSummary]) -> list[dict[str, Any]]:
     """Test metrics at 0.5 (the report's cut), then at each variant's own tuned threshold."""
     rows = []
     for name in TABLE_NAMES:
-        baseline = results["baseline"]["evaluated"]["test"][name]
-        improved = results["improved"]["evaluated"]["test"][name]
+        baseline = results["baseline"].test[name]
+        improved = results["improved"].test[name]
         change = (improved - baseline) / baseline * 100 if baseline else float("nan")
         rows.append(
             {"metric": name, "baseline": round(baseline, 4), "improved": round(improved, 4), "relative_change_pct": round(change, 1)}
@@ -73,7 +59,7 @@ def parent_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def parent_note(cfg: CompareConfig, markdown: str) -> str:
-    positive = cfg.results["improved"]["evaluated"]["positive_class"]
+    positive = cfg.results["improved"].positive_class
     # The table comes first: the run page folds a description after its first lines.
     lines = [
         f"**baseline vs improved** on the same shards (positive class {positive}):",
@@ -86,8 +72,7 @@ def parent_note(cfg: CompareConfig, markdown: str) -> str:
         "Registry:",
     ]
     for variant, result in cfg.results.items():
-        registered = result["registered"]
-        lines.append(f"- {variant}: {registered['registered_model']} v{registered['version']} ({registered['decision']})")
+        lines.append(f"- {variant}: {result.registered_model} v{result.version} ({result.decision})")
     if cfg.changed_settings:
         lines += ["", "Settings that differ:", "", pd.DataFrame(cfg.changed_settings).to_markdown(index=False)]
     return "\n".join(lines)
@@ -111,7 +96,7 @@ def run(cfg: CompareConfig) -> CompareResult:
             mlflow.log_metrics(parent_metrics(rows))
             mlflow.set_tags(
                 {
-                    "dataset_fingerprint": cfg.results["improved"]["sharded"]["dataset_fingerprint"],
+                    "dataset_fingerprint": cfg.results["improved"].sharded.dataset_fingerprint,
                     record.NOTE_TAG: parent_note(cfg, markdown),
                 }
             )

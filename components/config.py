@@ -17,6 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 # ResNet50 refuses smaller inputs (keras.applications checks min_size=32).
 MIN_IMAGE_SIZE = 32
+# The registered model every version goes into unless the config or $DETECTOR_REGISTERED_MODEL names another.
+DEFAULT_REGISTERED_MODEL = "ai-image-detector"
+# What the promotion gate compares by default, and what the CLI and the logs show first.
+PRIMARY_METRIC = "test/auc"
 
 
 def deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -267,8 +271,8 @@ class TrackingConfig(Strict):
     """MLflow names; unset ones come from the environment or mlflow.env (see settings)."""
 
     experiment: str | None = Field(None, description="Default: $MLFLOW_EXPERIMENT_NAME, else detector-<dataset>.")
-    registered_model: str | None = Field(None, description="Default: $DETECTOR_REGISTERED_MODEL, else ai-image-detector.")
-    primary_metric: Literal["test/auc", "test/accuracy", "test/f1", "test/pr_auc"] = "test/auc"
+    registered_model: str | None = Field(None, description=f"Default: $DETECTOR_REGISTERED_MODEL, else {DEFAULT_REGISTERED_MODEL}.")
+    primary_metric: Literal["test/auc", "test/accuracy", "test/f1", "test/pr_auc"] = PRIMARY_METRIC
 
 
 StageExecution = Literal["in-process", "deployments"]
@@ -337,7 +341,7 @@ class PipelineConfig(Strict):
 
     @property
     def registered_model_name(self) -> str:
-        return self.tracking.registered_model or os.environ.get("DETECTOR_REGISTERED_MODEL") or "ai-image-detector"
+        return self.tracking.registered_model or os.environ.get("DETECTOR_REGISTERED_MODEL") or DEFAULT_REGISTERED_MODEL
 
 
 # The demo profile trades the report's scale for minutes on 2 CPU cores with no internet (the

@@ -16,25 +16,10 @@ import numpy as np
 
 from components import loading, plots, trust
 from components.cli_support import component_main
-from components.config import Strict
+from components.contracts import EvaluateConfig, EvaluateResult
 from components.metrics import classification_metrics, ranking_metrics, youden_threshold
 from components.model import ImageNetPreprocess  # noqa: F401  registers the layer for load_model
 from components.records import installed_reader, make_dataset, read_manifest
-
-
-class EvaluateConfig(Strict):
-    manifest_path: str
-    model_path: str
-    run_id: str | None = None  # log into this MLflow run when given
-    batch_size: int = 64
-    output_dir: str = "work/evaluation"
-
-
-class EvaluateResult(Strict):
-    metrics_path: str
-    positive_class: str
-    threshold: float
-    test: dict[str, float]
 
 
 def run(cfg: EvaluateConfig) -> EvaluateResult:
@@ -44,12 +29,12 @@ def run(cfg: EvaluateConfig) -> EvaluateResult:
     test_true, test_scores = predict_split(model, cfg.manifest_path, "test", cfg.batch_size)
     threshold = youden_threshold(val_true, val_scores)
     report = {
-        "positive_class": manifest["positive_class"],
-        "labels": manifest["labels"],
-        "score": f"probability of {manifest['positive_class']}",
+        "positive_class": manifest.positive_class,
+        "labels": manifest.labels,
+        "score": f"probability of {manifest.positive_class}",
         "threshold_tuned_on": "val (Youden's J)",
         "tuned_threshold": threshold,
-        "dataset_fingerprint": manifest["dataset_fingerprint"],
+        "dataset_fingerprint": manifest.dataset_fingerprint,
         "val": {**ranking_metrics(val_true, val_scores), "at_0.5": classification_metrics(val_true, val_scores, 0.5)},
         "test": {
             **ranking_metrics(test_true, test_scores),
@@ -62,7 +47,7 @@ def run(cfg: EvaluateConfig) -> EvaluateResult:
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = out_dir / "metrics.json"
     metrics_path.write_text(json.dumps(report, indent=2))
-    pictures = _pictures(report, manifest["class_names"], test_true, test_scores, out_dir)
+    pictures = _pictures(report, manifest.class_names, test_true, test_scores, out_dir)
     flat = flat_test_metrics(report)
     trusted, trust_pictures, trust_summary = trust.assess(model, manifest, cfg.manifest_path, test_true, test_scores, threshold, out_dir)
     (out_dir / "trust.json").write_text(json.dumps(trust_summary, indent=2))
@@ -73,7 +58,7 @@ def run(cfg: EvaluateConfig) -> EvaluateResult:
             mlflow.log_artifact(str(out_dir / "trust.json"), artifact_path="evaluation")
             for picture in [*pictures, *trust_pictures]:
                 mlflow.log_artifact(str(picture), artifact_path="plots")
-    return EvaluateResult(metrics_path=str(metrics_path), positive_class=manifest["positive_class"], threshold=threshold, test=flat)
+    return EvaluateResult(metrics_path=str(metrics_path), positive_class=manifest.positive_class, threshold=threshold, test=flat)
 
 
 def predict_split(model: keras.Model, manifest_path: str, split: str, batch_size: int) -> tuple[np.ndarray, np.ndarray]:

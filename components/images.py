@@ -241,16 +241,25 @@ def affine_warp(image: Image.Image, coefficients: tuple[float, ...]) -> Image.Im
     return padded.transform(image.size, Image.Transform.AFFINE, coefficients, resample=Image.Resampling.BILINEAR)
 
 
-def prepare_example(job: tuple) -> bytes:
-    """Shard-time work for one record, run in a worker process: decode, fit, (augment), re-encode.
+@dataclass(frozen=True)
+class ImageJob:
+    """One image for prepare_example, sent to a worker process (so plain, picklable fields)."""
 
-    job: (path, size, encoding, quality, max_pixels, augment_policy, seed[, fit, margin]); the
-    last two default to the report's resize."""
-    path, size, encoding, quality, max_pixels, augment_policy, seed, *fitting = job
-    fit = fitting[0] if fitting else "resize"
-    margin = fitting[1] if len(fitting) > 1 else 1
-    image, _ = load_rgb(Path(path), max_pixels)
-    image = fit_image(image, size, fit, margin)
-    if augment_policy is not None:
-        image = random_affine(image, rng=random.Random(seed), **augment_policy)
-    return encode(image, None if fit == "crop" else size, encoding, quality)
+    path: str
+    size: int
+    encoding: str  # "jpeg" or "png"
+    quality: int  # JPEG quality; ignored for PNG
+    max_pixels: int
+    augment_policy: dict | None = None  # the geometric policy baked into a premade copy
+    seed: int = 0  # the premade copy's draw
+    fit: str = "resize"  # how the image meets `size` (components/fit.py)
+    margin: float = 1  # fit=crop keeps this much around `size` for training's random crops
+
+
+def prepare_example(job: ImageJob) -> bytes:
+    """Shard-time work for one record, run in a worker process: decode, fit, (augment), re-encode."""
+    image, _ = load_rgb(Path(job.path), job.max_pixels)
+    image = fit_image(image, job.size, job.fit, job.margin)
+    if job.augment_policy is not None:
+        image = random_affine(image, rng=random.Random(job.seed), **job.augment_policy)
+    return encode(image, None if job.fit == "crop" else job.size, job.encoding, job.quality)

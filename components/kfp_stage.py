@@ -24,10 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from components import settings
-from components.config import PipelineConfig, build_config
+from components.config import PipelineConfig, Strict, build_config
+from components.contracts import stage as stage_spec
 from components.wiring import STAGES, stage_config
 
-UPSTREAM = ("validated", "sharded", "trained", "evaluated")
+# Each upstream result's option, and the stage whose Result it is.
+UPSTREAM = {"validated": "validate", "sharded": "shard", "trained": "train", "evaluated": "evaluate"}
 KFP_RUN_TAG = "kfp_run_id"
 
 
@@ -49,29 +51,29 @@ def with_local_data(cfg: PipelineConfig, stage: str, kfp_run_id: str) -> Pipelin
     which comes first), and every stage reads the mirror."""
     from components.s3data import split_uri
 
-    cache_dir = str(Path(cfg.work_dir) / "s3-cache")
+    sync = stage_config("sync", cfg)
     if stage == "validate":
-        local_root = run_stage_cli("sync", {"uri": cfg.data.root, "cache_dir": cache_dir}, kfp_run_id)["local_root"]
+        local_root = run_stage_cli("sync", sync, kfp_run_id).local_root
     else:
-        local_root = str(Path(cache_dir).joinpath(*split_uri(cfg.data.root)))  # where sync put it
+        local_root = str(Path(sync.cache_dir).joinpath(*split_uri(cfg.data.root)))  # where sync put it
     return cfg.with_changes(data={"root": local_root})
 
 
-def run_stage_cli(stage: str, config: dict[str, Any], kfp_run_id: str) -> dict[str, Any]:
+def run_stage_cli(name: str, config: Strict, kfp_run_id: str) -> Strict:
     """`detector <stage> --config FILE` in a child process; its log passes through, its result is the last JSON document."""
     env = {**os.environ, "MLFLOW_RUN_CONTEXT": json.dumps({KFP_RUN_TAG: kfp_run_id})} if kfp_run_id else dict(os.environ)
-    with tempfile.TemporaryDirectory(prefix=f"kfp-{stage}-") as scratch:
+    with tempfile.TemporaryDirectory(prefix=f"kfp-{name}-") as scratch:
         config_path = Path(scratch) / "config.json"
-        config_path.write_text(json.dumps(config))
-        command = [sys.executable, "-m", "components.cli", stage, "--config", str(config_path)]
+        config_path.write_text(json.dumps(config.model_dump(mode="json")))
+        command = [sys.executable, "-m", "components.cli", name, "--config", str(config_path)]
         with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as child:
             lines = []
             for line in child.stdout:
                 sys.stdout.write(line)
                 lines.append(line.rstrip("\n"))
         if child.returncode != 0:
-            raise SystemExit(f"detector {stage} exited with {child.returncode}; its log is above.")
-    return last_json_document(lines, stage)
+            raise SystemExit(f"detector {name} exited with {child.returncode}; its log is above.")
+    return stage_spec(name).result.model_validate(last_json_document(lines, name))
 
 
 def last_json_document(lines: Sequence[str], stage: str) -> dict[str, Any]:
@@ -82,16 +84,26 @@ def last_json_document(lines: Sequence[str], stage: str) -> dict[str, Any]:
     return json.loads("\n".join(lines[starts[-1] :]))
 
 
-def tag_with_kfp_run(stage: str, result: dict[str, Any], kfp_run_id: str) -> None:
+def upstream_results(texts: dict[str, str]) -> dict[str, Strict]:
+    """The upstream options' JSON as the stages' typed Results; `{}` (KFP's default) is no result."""
+    results = {}
+    for name, text in texts.items():
+        data = json.loads(text or "{}")
+        if data:
+            results[name] = stage_spec(UPSTREAM[name]).result.model_validate(data)
+    return results
+
+
+def tag_with_kfp_run(stage: str, result: Strict, kfp_run_id: str) -> None:
     if not kfp_run_id or stage not in ("train", "register"):
         return
     from mlflow import MlflowClient
 
     client = MlflowClient()
     if stage == "train":
-        client.set_tag(result["run_id"], KFP_RUN_TAG, kfp_run_id)
+        client.set_tag(result.run_id, KFP_RUN_TAG, kfp_run_id)
     else:
-        client.set_model_version_tag(result["registered_model"], result["version"], KFP_RUN_TAG, kfp_run_id)
+        client.set_model_version_tag(result.registered_model, result.version, KFP_RUN_TAG, kfp_run_id)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -109,15 +121,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings.apply()
     try:
         cfg = pipeline_config(args.variant, args.profile, args.data_root, args.overrides)
-        upstream = {name: json.loads(getattr(args, name)) for name in UPSTREAM}
-    except (ValueError, json.JSONDecodeError) as error:
+        upstream = upstream_results({name: getattr(args, name) for name in UPSTREAM})
+    except ValueError as error:  # a JSONDecodeError and a pydantic ValidationError are ValueErrors
         parser.error(str(error))
     if cfg.data.root.startswith("s3://"):
         cfg = with_local_data(cfg, args.stage, args.kfp_run_id)
-    result = run_stage_cli(args.stage, stage_config(args.stage, cfg, upstream), args.kfp_run_id)
+    try:
+        config = stage_config(args.stage, cfg, **upstream)
+    except ValueError as error:
+        parser.error(str(error))
+    result = run_stage_cli(args.stage, config, args.kfp_run_id)
     tag_with_kfp_run(args.stage, result, args.kfp_run_id)
     args.result.parent.mkdir(parents=True, exist_ok=True)
-    args.result.write_text(json.dumps(result))
+    args.result.write_text(json.dumps(result.model_dump(mode="json")))
 
 
 if __name__ == "__main__":

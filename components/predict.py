@@ -24,9 +24,10 @@ from pydantic import Field, field_validator
 from components import loading
 from components.cli_support import component_main
 from components.config import DataConfig, Strict
+from components.contracts import CHAMPION, DEFAULT_REGISTERED_MODEL, Manifest
 from components.fit import TEST_CROPS, TRAIN_CROP_MARGIN, multi_crops
 from components.guard import guarded
-from components.images import list_entries, prepare_example, printable
+from components.images import ImageJob, list_entries, prepare_example, printable
 from components.model import ImageNetPreprocess  # noqa: F401  registers the layer for load_model
 
 MAX_PIXELS = 89_478_485
@@ -34,7 +35,7 @@ MAX_PIXELS = 89_478_485
 
 class PredictConfig(Strict):
     images: str
-    model_uri: str = "models:/ai-image-detector@champion"
+    model_uri: str = f"models:/{DEFAULT_REGISTERED_MODEL}@{CHAMPION}"
     batch_size: int = 64
     workers: int = 0  # 0 means one per core
     decode_timeout_seconds: float = Field(DataConfig().decode_timeout_seconds, gt=0)
@@ -65,12 +66,13 @@ class PredictResult(Strict):
 
 def run(cfg: PredictConfig) -> PredictResult:
     info = mlflow.models.get_model_info(cfg.model_uri)
-    manifest = mlflow.artifacts.load_dict(f"runs:/{info.run_id}/data/manifest.json")
+    logged = mlflow.artifacts.load_dict(f"runs:/{info.run_id}/data/manifest.json")
     # The tuned threshold cuts P(positive class); fall back to the report's 0.5 if none was tuned.
     threshold = MlflowClient().get_run(info.run_id).data.metrics.get("test_tuned/threshold", 0.5)
     model = loading.load_registered(cfg.model_uri)  # keras flavour, safe mode, SHA-256 checked
-    positive, generated = manifest["positive_class"], manifest["generated_class"]
-    negative = next(name for name in manifest["class_names"] if name != positive)
+    manifest = Manifest.model_validate(logged)  # after the model's checks: a refused model is refused first
+    positive, generated = manifest.positive_class, manifest.generated_class
+    negative = next(name for name in manifest.class_names if name != positive)
     predictions, skipped = [], {}
     for paths, pixels, failures in prepared_batches(_image_paths(Path(cfg.images)), manifest, cfg):
         skipped.update(failures)
@@ -91,16 +93,18 @@ def _scores(model, pixels: list[np.ndarray]) -> np.ndarray:
     return model.predict_on_batch(np.concatenate(pixels)).ravel().reshape(-1, count).mean(axis=1)
 
 
-def prepared_batches(paths: list[Path], manifest: dict, cfg: PredictConfig) -> Iterator[tuple[list[str], list[np.ndarray], dict[str, str]]]:
+def prepared_batches(
+    paths: list[Path], manifest: Manifest, cfg: PredictConfig
+) -> Iterator[tuple[list[str], list[np.ndarray], dict[str, str]]]:
     """(paths, pixels, failures) batch by batch, so memory stays flat. Each image is decoded in a
     guarded worker: a file that fails, hangs or kills its worker becomes its own skipped entry,
     and the rest of its batch is still scored."""
-    encoding = manifest["encoding"]
-    fit = manifest.get("fit", "resize")  # shards made before data.fit existed were resized
-    size, crops = manifest["image_size"], cfg.crops if fit == "crop" else 1
+    fit, size = manifest.fit, manifest.image_size
+    crops = cfg.crops if fit == "crop" else 1
     # Multi-crop keeps the margin training crops were drawn from; the crops are cut after decoding.
     margin = TRAIN_CROP_MARGIN if crops > 1 else 1
-    jobs = [(str(path), size, encoding["codec"], encoding["jpeg_quality"] or 95, MAX_PIXELS, None, 0, fit, margin) for path in paths]
+    quality = manifest.encoding.jpeg_quality or 95
+    jobs = [ImageJob(str(path), size, manifest.encoding.codec, quality, MAX_PIXELS, fit=fit, margin=margin) for path in paths]
     workers = min(cfg.workers or os.cpu_count() or 1, max(1, len(jobs)))
     with guarded(workers, cfg.decode_timeout_seconds, cfg.decode_memory_mb) as guard:
         outcomes = zip(paths, guard.map(prepare_example, jobs))

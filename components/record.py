@@ -16,6 +16,7 @@ from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 
 from components.config import BASELINE, IMPROVED, PipelineConfig, VariantConfig, flatten
+from components.contracts import Manifest
 
 NOTE_TAG = "mlflow.note.content"
 SPLITS = ("train", "val", "test")
@@ -41,13 +42,13 @@ def config_yaml(cfg: PipelineConfig) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
 
 
-def variant_note(cfg: PipelineConfig, manifest: dict[str, Any]) -> str:
+def variant_note(cfg: PipelineConfig, manifest: Manifest) -> str:
     """What this run is and what changed, for the run page's description."""
     variant = cfg.variant
-    counts = ", ".join(f"{manifest['splits'][split]['count']} {split}" for split in SPLITS if split in manifest["splits"])
+    counts = ", ".join(f"{manifest.splits[split].count} {split}" for split in SPLITS if split in manifest.splits)
     lines = [
         f"**{variant.name}**: a ResNet50 detector of AI-generated images, trained on `{cfg.dataset_name}` "
-        f"(fingerprint `{manifest['dataset_fingerprint']}`; {counts} images; positive class {manifest['positive_class']}).",
+        f"(fingerprint `{manifest.dataset_fingerprint}`; {counts} images; positive class {manifest.positive_class}).",
         "",
     ]
     if variant.name == "baseline":
@@ -66,17 +67,17 @@ def variant_note(cfg: PipelineConfig, manifest: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def log_dataset(cfg: PipelineConfig, manifest: dict[str, Any]) -> None:
+def log_dataset(cfg: PipelineConfig, manifest: Manifest) -> None:
     """One input per split: MLflow keeps one context per (dataset, run), so each split is its own name."""
     with warnings.catch_warnings():
         # MLflow registers its local-file source under two schemes and warns that a path matches both.
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
-        source = resolve_dataset_source(manifest["source"]["root"])
+        source = resolve_dataset_source(manifest.source.root)
     for split in SPLITS:
-        if split not in manifest["splits"]:
+        if split not in manifest.splits:
             continue
-        dataset = MetaDataset(source=source, name=f"{cfg.dataset_name}/{split}", digest=manifest["dataset_fingerprint"])
-        mlflow.log_input(dataset, context=split, tags={"images": str(manifest["splits"][split]["count"])})
+        dataset = MetaDataset(source=source, name=f"{cfg.dataset_name}/{split}", digest=manifest.dataset_fingerprint)
+        mlflow.log_input(dataset, context=split, tags={"images": str(manifest.splits[split].count)})
 
 
 def parent_run_name(cfg: PipelineConfig, profile: str) -> str:

@@ -14,15 +14,16 @@ scored exactly once and the copies count for nothing.
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
 from pathlib import Path
 from typing import Any
 
+from components.contracts import Manifest
+
 IMAGE_KEY = "image/encoded"
 LABEL_KEY = "image/class/label"
 SOURCE_KEY = "image/source"
-MANIFEST_NAME = "manifest.json"
+MANIFEST_NAME = "manifest.json"  # its content: components/contracts/manifest.py
 # Bounded, so memory stays flat however large the dataset grows.
 SHUFFLE_BUFFER = 2048
 
@@ -38,8 +39,8 @@ def serialize(encoded_image: bytes, label: int, source: str) -> bytes:
     return encode_example(encoded_image, label, source)
 
 
-def read_manifest(path: str | Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
+def read_manifest(path: str | Path) -> Manifest:
+    return Manifest.read(path)
 
 
 # The geometric part of an augmentation policy: one affine warp (components/affine.py). The rest
@@ -84,8 +85,7 @@ def make_dataset(
     asks for uint8 out, and the model casts on its own device. `reader`: "tf.data" or "python".
     """
     manifest = read_manifest(manifest_path)
-    if split not in manifest["splits"]:
-        raise ValueError(f"Unknown split. Expected one of {sorted(manifest['splits'])}. Received: split={split!r}")
+    manifest.entry(split)  # an unknown split fails here, naming it
     dtype = getattr(dtype, "name", dtype)
     folder = Path(manifest_path).parent
     if reader == "python":

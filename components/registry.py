@@ -24,10 +24,9 @@ from mlflow.exceptions import MlflowException
 
 from components import loading
 from components.cli_support import component_main
-from components.config import Strict
+from components.contracts import CHALLENGER, CHAMPION, PREVIOUS, RegisteredVersion, RegistryConfig, RegistryResult
 from components.promotion_lock import promotion_lock
 
-CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 HISTORY_TAG = "champion_history"  # JSON list of versions, oldest first; its last entry holds @champion
 METRICS_TAG = "metrics"  # JSON {name: value}: every test metric in one tag
 DECISION_TAG = "decision"  # promoted | not promoted | forced | rolled back; the reason is in the description
@@ -39,27 +38,6 @@ MODEL_DESCRIPTION = (
     "@previous is the champion before the current one, which `detector models rollback` restores. "
     "Each version's description says what it is and why it was or was not promoted."
 )
-
-
-class RegistryConfig(Strict):
-    registered_model: str = "ai-image-detector"
-    model_uri: str
-    run_id: str
-    variant: str
-    dataset_fingerprint: str
-    threshold: float
-    metrics: dict[str, float]
-    primary_metric: str = "test/auc"
-    # Fingerprint of shards + variant config: a scheduled run finding it registered skips training.
-    config_key: str | None = None
-
-
-class RegistryResult(Strict):
-    registered_model: str
-    version: str
-    promoted: bool
-    decision: str
-    champion_version: str | None
 
 
 def run(cfg: RegistryConfig) -> RegistryResult:
@@ -179,7 +157,7 @@ def _current_name(legacy_name: str) -> str:
     return legacy_name
 
 
-def find_version(name: str, config_key: str) -> dict | None:
+def find_version(name: str, config_key: str) -> RegisteredVersion | None:
     """The newest version trained from exactly these shards and this variant config, if any."""
     try:
         found = MlflowClient().search_model_versions(f"name='{name}' and tag.config_key='{config_key}'")
@@ -188,12 +166,13 @@ def find_version(name: str, config_key: str) -> dict | None:
     if not found:
         return None
     version = max(found, key=lambda item: int(item.version))
-    return {
-        "version": str(version.version),
-        "run_id": version.run_id,
-        "metrics": version_metrics(version),
-        "threshold": float(version.tags.get("threshold", "0.5")),
-    }
+    return RegisteredVersion(
+        registered_model=name,
+        version=str(version.version),
+        run_id=version.run_id,
+        metrics=version_metrics(version),
+        threshold=float(version.tags.get("threshold", "0.5")),
+    )
 
 
 def champion_version(client: MlflowClient, name: str) -> ModelVersion | None:

@@ -15,6 +15,7 @@ import matplotlib
 import numpy as np
 
 from components import degrade
+from components.contracts import Manifest
 from components.fit import fit_image
 from components.metrics import ranking_metrics
 from components.records import installed_reader, make_dataset
@@ -47,12 +48,12 @@ def conditions(image_size: int, fit: str) -> dict[str, Condition]:
 
 
 def robustness_table(
-    model: keras.Model, manifest: dict, manifest_path: str, threshold: float, batch_size: int = 64
+    model: keras.Model, manifest: Manifest, manifest_path: str, threshold: float, batch_size: int = 64
 ) -> tuple[list[dict], dict[str, float]]:
     """Rows (condition, auc, accuracy) and MLflow metrics `robust/<condition>/{auc,accuracy}`."""
     images, labels = _test_images(manifest_path, batch_size)
     rows, metrics = [], {}
-    for name, condition in conditions(manifest["image_size"], manifest.get("fit", "resize")).items():
+    for name, condition in conditions(manifest.image_size, manifest.fit).items():
         degraded = np.stack([condition(image) for image in images])
         scores = np.concatenate(
             [

@@ -25,28 +25,13 @@ from pathlib import Path
 import boto3
 
 from components.cli_support import component_main
-from components.config import Strict
+from components.contracts import SyncConfig, SyncResult
 
 STATE_NAME = ".s3-sync-state.json"
 # S3's own bucket naming rule; anything else (`..`, `a/b`) would steer the cache path.
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 NAME_MAX = 255  # bytes per path segment on Linux and macOS file systems
 logger = logging.getLogger(__name__)
-
-
-class SyncConfig(Strict):
-    uri: str
-    cache_dir: str = "work/s3-cache"
-
-
-class SyncResult(Strict):
-    uri: str
-    local_root: str
-    fetched: int
-    unchanged: int
-    removed: int
-    bytes_fetched: int
-    refused: dict[str, str] = {}  # object key (or cached path, on removal) -> why it was not written or removed
 
 
 def is_s3(uri: str) -> bool:

@@ -11,7 +11,6 @@ sharing a key (baseline and improved) both end with one complete, identical set.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -23,31 +22,23 @@ from sklearn.model_selection import train_test_split
 
 from components import publish
 from components.cli_support import component_main
-from components.config import AugmentConfig, DataConfig, Strict, fingerprint
+from components.config import fingerprint
+from components.contracts import (
+    MANIFEST_VERSION,
+    Augmentation,
+    Manifest,
+    ManifestEncoding,
+    ManifestSource,
+    ShardConfig,
+    ShardResult,
+    SplitEntry,
+    SplitPolicy,
+)
 from components.fit import TRAIN_CROP_MARGIN
 from components.guard import Guard, guarded
-from components.images import prepare_example, printable
+from components.images import ImageJob, prepare_example, printable
 from components.records import MANIFEST_NAME, geometry, serialize, shard_name
 from components.validate import read_report
-
-MANIFEST_VERSION = 1
-
-
-class ShardConfig(Strict):
-    data: DataConfig = DataConfig()
-    augment: AugmentConfig = AugmentConfig()
-    report_path: str
-    dataset_fingerprint: str
-    work_dir: str = "work"
-    workers: int = 0  # 0 means one per core
-
-
-class ShardResult(Strict):
-    manifest_path: str
-    shard_key: str
-    dataset_fingerprint: str
-    counts: dict[str, int]
-    reused: bool
 
 
 def run(cfg: ShardConfig) -> ShardResult:
@@ -66,8 +57,7 @@ def run(cfg: ShardConfig) -> ShardResult:
         workers = cfg.workers or os.cpu_count() or 1
         with guarded(workers, cfg.data.decode_timeout_seconds, cfg.data.decode_memory_mb) as guard:
             split_entries = {split: _write_split(split, examples, cfg, staging, guard) for split, examples in splits.items()}
-        manifest = _manifest(cfg, key, split_entries)
-        (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2))
+        _manifest(cfg, key, split_entries).write(staging / MANIFEST_NAME)
         publish.publish(staging, out_dir)
     return _result(manifest_path, reused=False)
 
@@ -108,7 +98,7 @@ def split_examples(cfg: ShardConfig) -> dict[str, list[tuple[str, int]]]:
     return {"train": train, "val": sorted(val), "test": test}
 
 
-def _write_split(split: str, examples: list[tuple[str, int]], cfg: ShardConfig, folder: Path, guard: Guard) -> dict:
+def _write_split(split: str, examples: list[tuple[str, int]], cfg: ShardConfig, folder: Path, guard: Guard) -> SplitEntry:
     data = cfg.data
     copies = data.premade_copies if split == "train" and data.premade_copies else 0
     # Only the geometric warp is baked in; JPEG and blur (components/degrade.py) stay live.
@@ -118,16 +108,16 @@ def _write_split(split: str, examples: list[tuple[str, int]], cfg: ShardConfig, 
         random.Random(data.seed).shuffle(records)  # mixes the classes within every shard
     margin = TRAIN_CROP_MARGIN if split == "train" and data.fit == "crop" else 1
     jobs = [
-        (
-            path,
-            data.image_size,
-            data.encoding,
-            data.jpeg_quality,
-            data.max_image_pixels,
-            policy,
-            data.seed * 1_000_003 + index,
-            data.fit,
-            margin,
+        ImageJob(
+            path=path,
+            size=data.image_size,
+            encoding=data.encoding,
+            quality=data.jpeg_quality,
+            max_pixels=data.max_image_pixels,
+            augment_policy=policy,
+            seed=data.seed * 1_000_003 + index,
+            fit=data.fit,
+            margin=margin,
         )
         for index, (path, _, _) in enumerate(records)
     ]
@@ -149,50 +139,50 @@ def _write_split(split: str, examples: list[tuple[str, int]], cfg: ShardConfig, 
                 writer.write(serialize(outcome.value, label, source))
                 written.append(label)
     per_class = {name: written.count(index) for name, index in data.labels.items()}
-    return {"files": names, "count": len(written), "per_class": per_class, "skipped": skipped}
+    return SplitEntry(files=names, count=len(written), per_class=per_class, skipped=skipped)
 
 
-def _manifest(cfg: ShardConfig, key: str, splits: dict[str, dict]) -> dict:
+def _manifest(cfg: ShardConfig, key: str, splits: dict[str, SplitEntry]) -> Manifest:
     data = cfg.data
-    return {
-        "version": MANIFEST_VERSION,
-        "shard_key": key,
-        "dataset_fingerprint": cfg.dataset_fingerprint,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "source": {"root": data.root, "validation_report": cfg.report_path},
-        "class_names": sorted(data.class_names),
-        "labels": data.labels,
-        "positive_class": data.positive_class,
-        "generated_class": data.generated_class,
-        "image_size": data.image_size,
-        "fit": data.fit,
-        "encoding": {"codec": data.encoding, "jpeg_quality": data.jpeg_quality if data.encoding == "jpeg" else None},
-        "split": {"seed": data.seed, "val_fraction": data.val_fraction, "stratified": True},
-        "augmentation": {
-            "policy": cfg.augment.model_dump(),
-            "applied": "premade" if data.premade_copies else "live",
-            "premade_copies": data.premade_copies,
-            "splits": ["train"],
-        },
-        "splits": splits,
-    }
+    return Manifest(
+        version=MANIFEST_VERSION,
+        shard_key=key,
+        dataset_fingerprint=cfg.dataset_fingerprint,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        source=ManifestSource(root=data.root, validation_report=cfg.report_path),
+        class_names=sorted(data.class_names),
+        labels=data.labels,
+        positive_class=data.positive_class,
+        generated_class=data.generated_class,
+        image_size=data.image_size,
+        fit=data.fit,
+        encoding=ManifestEncoding(codec=data.encoding, jpeg_quality=data.jpeg_quality if data.encoding == "jpeg" else None),
+        split=SplitPolicy(seed=data.seed, val_fraction=data.val_fraction, stratified=True),
+        augmentation=Augmentation(
+            policy=cfg.augment.model_dump(),
+            applied="premade" if data.premade_copies else "live",
+            premade_copies=data.premade_copies,
+            splits=["train"],
+        ),
+        splits=splits,
+    )
 
 
 def _complete(manifest_path: Path) -> bool:
     """Published whole (every file at its size, nothing extra) and the manifest names only those shards."""
     if not publish.is_complete(manifest_path.parent):
         return False
-    manifest = json.loads(manifest_path.read_text())
-    return all((manifest_path.parent / name).is_file() for entry in manifest["splits"].values() for name in entry["files"])
+    manifest = Manifest.read(manifest_path)
+    return all((manifest_path.parent / name).is_file() for entry in manifest.splits.values() for name in entry.files)
 
 
 def _result(manifest_path: Path, reused: bool) -> ShardResult:
-    manifest = json.loads(manifest_path.read_text())
+    manifest = Manifest.read(manifest_path)
     return ShardResult(
         manifest_path=str(manifest_path),
-        shard_key=manifest["shard_key"],
-        dataset_fingerprint=manifest["dataset_fingerprint"],
-        counts={split: entry["count"] for split, entry in manifest["splits"].items()},
+        shard_key=manifest.shard_key,
+        dataset_fingerprint=manifest.dataset_fingerprint,
+        counts=manifest.counts,
         reused=reused,
     )
 

@@ -21,7 +21,6 @@ import struct
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import keras
 import numpy as np
@@ -29,6 +28,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from PIL import Image
 
 from components import degrade
+from components.contracts import Manifest
 from components.records import IMAGE_KEY, LABEL_KEY, SOURCE_KEY, batch_count
 
 _MASK_DELTA = 0xA282EAD8
@@ -172,7 +172,7 @@ class ShardBatches(keras.utils.PyDataset):
 
     def __init__(
         self,
-        manifest: dict[str, Any],
+        manifest: Manifest,
         folder: Path,
         split: str,
         batch_size: int,
@@ -184,16 +184,16 @@ class ShardBatches(keras.utils.PyDataset):
     ) -> None:
         super().__init__(workers=workers or min(os.cpu_count() or 1, 16), use_multiprocessing=False, max_queue_size=8)
         self.size, self.batch_size, self.training, self.seed, self.dtype, self.replicas = (
-            manifest["image_size"],
+            manifest.image_size,
             batch_size,
             training,
             seed,
             dtype,
             replicas,
         )
-        self.random_crop = training and manifest.get("fit") == "crop"
-        self.policy = manifest["augmentation"]["policy"]
-        self.spans = [(str(folder / name), *span) for name in manifest["splits"][split]["files"] for span in record_spans(folder / name)]
+        self.random_crop = training and manifest.fit == "crop"
+        self.policy = manifest.augmentation.policy
+        self.spans = [(path, *span) for path in manifest.paths(split, folder) for span in record_spans(Path(path))]
         self.order, self.epoch = np.arange(len(self.spans)), 0
         self._shuffle()
 

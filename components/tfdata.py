@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from components import degrade
 from components.affine import draw_ranges, inverse_affine
+from components.contracts import Manifest
 from components.records import IMAGE_KEY, LABEL_KEY, SHUFFLE_BUFFER, SOURCE_KEY, batch_count, is_identity
 
 FEATURE_SPEC = {
@@ -76,12 +77,12 @@ def _bilinear_warp(images: tf.Tensor, transforms: tf.Tensor) -> tf.Tensor:
 
 
 def make_dataset(
-    manifest: dict[str, Any], folder: Path, split: str, batch_size: int, training: bool, seed: int, dtype: str, augment: bool, replicas: int
+    manifest: Manifest, folder: Path, split: str, batch_size: int, training: bool, seed: int, dtype: str, augment: bool, replicas: int
 ) -> tf.data.Dataset:
     """records.make_dataset's tf.data reader (its docstring says what comes out)."""
     batches = _decoded_batches(manifest, folder, split, batch_size, training, seed, replicas)
-    policy = manifest["augmentation"]["policy"]
-    if augment and training and manifest["augmentation"]["applied"] == "live" and not is_identity(policy):
+    policy = manifest.augmentation.policy
+    if augment and training and manifest.augmentation.applied == "live" and not is_identity(policy):
         # One random seed pair per batch; it differs every epoch, and stays reproducible per seed.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         batches = tf.data.Dataset.zip(batches, seeds).map(
@@ -106,13 +107,13 @@ def _with_degradation(batches: tf.data.Dataset, policy: dict[str, Any], seed: in
 
 
 def _decoded_batches(
-    manifest: dict[str, Any], folder: Path, split: str, batch_size: int, training: bool, seed: int, replicas: int
+    manifest: Manifest, folder: Path, split: str, batch_size: int, training: bool, seed: int, replicas: int
 ) -> tf.data.Dataset:
-    paths = [str(folder / name) for name in manifest["splits"][split]["files"]]
-    size = manifest["image_size"]
-    jpeg = manifest.get("encoding", {}).get("codec") == "jpeg"
+    paths = manifest.paths(split, folder)
+    size = manifest.image_size
+    jpeg = manifest.encoding.codec == "jpeg"
     # Only training shards of `fit: crop` hold images larger than the model (components/fit.py).
-    random_crop = training and manifest.get("fit") == "crop"
+    random_crop = training and manifest.fit == "crop"
     if training:
         files = tf.data.Dataset.from_tensor_slices(paths).shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
         records = files.interleave(
@@ -132,7 +133,7 @@ def _decoded_batches(
         image = tf.image.random_crop(image, [size, size, 3], seed=seed) if random_crop else tf.ensure_shape(image, [size, size, 3])
         return image, tf.reshape(tf.cast(example[LABEL_KEY], tf.float32), [1])
 
-    count = manifest["splits"][split]["count"]
+    count = manifest.entry(split).count
     drop = training and replicas > 1
     # Training takes records in whatever order they decode: shuffled anyway, and no head-of-line wait.
     batches = records.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training).batch(batch_size, drop_remainder=drop)

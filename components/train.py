@@ -24,27 +24,11 @@ from components import accelerator, plots, record, stages
 from components.callbacks import EpochState, PreciseBatchNorm, load_state
 from components.cli_support import component_main
 from components.compiled import compile_at, compile_model
-from components.config import PipelineConfig, Strict, fingerprint
+from components.config import fingerprint
+from components.contracts import Manifest, TrainConfig, TrainResult
 from components.model import count_parameters
 from components.records import geometry, is_identity, make_dataset, read_manifest
 from components.settings import TrackingUnavailable
-
-
-class TrainConfig(Strict):
-    pipeline: PipelineConfig = PipelineConfig()
-    manifest_path: str
-    parent_run_id: str | None = None
-
-
-class TrainResult(Strict):
-    run_id: str
-    experiment_id: str
-    model_path: str
-    model_uri: str
-    epochs_completed: int
-    resumed_at_epoch: int
-    reused: bool
-    final_metrics: dict[str, float]
 
 
 def run(cfg: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
@@ -100,13 +84,13 @@ def run(cfg: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback] = 
     return result
 
 
-def run_directory(cfg: TrainConfig, manifest: dict[str, Any]) -> Path:
+def run_directory(cfg: TrainConfig, manifest: Manifest) -> Path:
     """Same shards, same variant, same tracking store: same folder, so a rerun resumes or reuses."""
-    key = fingerprint(manifest["shard_key"], cfg.pipeline.variant.model_dump(), mlflow.get_tracking_uri(), cfg.pipeline.experiment_name)
+    key = fingerprint(manifest.shard_key, cfg.pipeline.variant.model_dump(), mlflow.get_tracking_uri(), cfg.pipeline.experiment_name)
     return Path(cfg.pipeline.work_dir) / "runs" / f"{cfg.pipeline.variant.name}-{key}"
 
 
-def _mlflow_run(cfg: TrainConfig, manifest: dict[str, Any], run_dir: Path) -> mlflow.ActiveRun:
+def _mlflow_run(cfg: TrainConfig, manifest: Manifest, run_dir: Path) -> mlflow.ActiveRun:
     mlflow.set_experiment(cfg.pipeline.experiment_name)
     id_file, described = run_dir / "mlflow_run_id", run_dir / "mlflow_run_described"
     pipeline = cfg.pipeline
@@ -120,8 +104,8 @@ def _mlflow_run(cfg: TrainConfig, manifest: dict[str, Any], run_dir: Path) -> ml
             tags={
                 "variant": pipeline.variant.name,
                 "dataset": pipeline.dataset_name,
-                "dataset_fingerprint": manifest["dataset_fingerprint"],
-                "shard_key": manifest["shard_key"],
+                "dataset_fingerprint": manifest.dataset_fingerprint,
+                "shard_key": manifest.shard_key,
                 record.NOTE_TAG: record.variant_note(pipeline, manifest),
                 "backend": accelerator.backend(),
             },
@@ -147,15 +131,15 @@ def _marked_failed_when_unreachable() -> Iterator[None]:
         raise
 
 
-def _model(cfg: TrainConfig, manifest: dict[str, Any], run_dir: Path, placement: accelerator.Placement, resuming: bool) -> keras.Model:
+def _model(cfg: TrainConfig, manifest: Manifest, run_dir: Path, placement: accelerator.Placement, resuming: bool) -> keras.Model:
     """Call inside accelerator.building(placement), so variables land on the replicas."""
     last = run_dir / "last.keras"
     if resuming and last.is_file():
         return keras.models.load_model(last)  # compiled, with the optimizer's moments and rate
-    augmentation = manifest["augmentation"]
-    live = augmentation["applied"] == "live" and not is_identity(augmentation["policy"])
-    policy = geometry(augmentation["policy"]) if placement.augment_in_model and live else None
-    model = compile_model(cfg.pipeline.variant.model, cfg.pipeline.variant.fit, manifest["image_size"], placement, policy)
+    augmentation = manifest.augmentation
+    live = augmentation.applied == "live" and not is_identity(augmentation.policy)
+    policy = geometry(augmentation.policy) if placement.augment_in_model and live else None
+    model = compile_model(cfg.pipeline.variant.model, cfg.pipeline.variant.fit, manifest.image_size, placement, policy)
     total, trainable = count_parameters(model)
     mlflow.log_params(
         {
@@ -209,11 +193,11 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, state: dict[str, Any], placement
     return [*stateless, *tracked.values(), EpochState(run_dir, tracked, state)]
 
 
-def _log_outputs(model: keras.Model, cfg: TrainConfig, manifest: dict[str, Any], history: list[dict], run_dir: Path, val: Any) -> str:
+def _log_outputs(model: keras.Model, cfg: TrainConfig, manifest: Manifest, history: list[dict], run_dir: Path, val: Any) -> str:
     variant = cfg.pipeline.variant.name
     curves = plots.learning_curves(history, run_dir / "plots" / "learning_curves.png", f"{variant}: learning curves")
     mlflow.log_artifact(str(curves), artifact_path="plots")
-    mlflow.log_dict(manifest, "data/manifest.json")
+    mlflow.log_dict(manifest.model_dump(mode="json"), "data/manifest.json")
     example = np.asarray(next(iter(val))[0])[:2].astype("float32")  # served models take float pixels in [0, 255]
     signature = infer_signature(example, model.predict(example, verbose=0))
     info = mlflow.keras.log_model(
@@ -223,7 +207,7 @@ def _log_outputs(model: keras.Model, cfg: TrainConfig, manifest: dict[str, Any],
         # Explicit requirements: inferring them re-loads the model in a subprocess, for minutes.
         # It names the backend package it was trained on; the .keras file itself loads on either.
         pip_requirements=[*accelerator.requirements(), f"mlflow=={mlflow.__version__}"],
-        tags={"variant": variant, "dataset_fingerprint": manifest["dataset_fingerprint"], "backend": accelerator.backend()},
+        tags={"variant": variant, "dataset_fingerprint": manifest.dataset_fingerprint, "backend": accelerator.backend()},
     )
     return info.model_uri
 

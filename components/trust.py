@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from components import calibration, gallery, robustness
+from components.contracts import Manifest
 from components.metrics import ranking_metrics
 from components.records import installed_reader, make_dataset
 from components.shard_reader import read_sources
@@ -23,7 +24,7 @@ SLICE_COLUMNS = {"format": "format", "size": "size"}
 
 
 def assess(
-    model: keras.Model, manifest: dict, manifest_path: str, y_true: np.ndarray, scores: np.ndarray, threshold: float, out_dir: Path
+    model: keras.Model, manifest: Manifest, manifest_path: str, y_true: np.ndarray, scores: np.ndarray, threshold: float, out_dir: Path
 ) -> tuple[dict[str, float], list[Path], dict[str, Any]]:
     """(MLflow metrics, PNG paths, a JSON-able summary) for the test split."""
     rows, metrics = robustness.robustness_table(model, manifest, manifest_path, threshold)
@@ -35,16 +36,16 @@ def assess(
             metrics.update({f"slice/{column}={value}/{name}": number for name, number in figures.items()})
     pictures = [
         robustness.plot(rows, out_dir / "robustness.png", "test split under degradations"),
-        calibration.plot(reliability, out_dir / "reliability.png", f"test calibration (P({manifest['positive_class']}))"),
+        calibration.plot(reliability, out_dir / "reliability.png", f"test calibration (P({manifest.positive_class}))"),
         error_gallery(model, manifest, manifest_path, y_true, scores, out_dir / "error_gallery.png"),
     ]
     summary = {"robustness": rows, "calibration": reliability, "slices": slices}
     return metrics, pictures, summary
 
 
-def slice_metrics(manifest: dict, manifest_path: str, y_true: np.ndarray, scores: np.ndarray) -> dict[str, dict[str, dict]]:
+def slice_metrics(manifest: Manifest, manifest_path: str, y_true: np.ndarray, scores: np.ndarray) -> dict[str, dict[str, dict]]:
     """AUC and accuracy per source format and per source size, for columns with more than one value."""
-    report_path = manifest.get("source", {}).get("validation_report")
+    report_path = manifest.source.validation_report
     if not report_path or not Path(report_path).is_file():
         return {}
     report = pd.read_csv(report_path, keep_default_na=False)
@@ -70,16 +71,12 @@ def slice_metrics(manifest: dict, manifest_path: str, y_true: np.ndarray, scores
 
 def test_sources(manifest_path: str) -> list[str]:
     """Source paths of the test records, in the order make_dataset reads them."""
-    manifest_dir = Path(manifest_path).parent
-    from components.records import read_manifest
-
-    files = [str(manifest_dir / name) for name in read_manifest(manifest_path)["splits"]["test"]["files"]]
-    return read_sources(files)
+    return read_sources(Manifest.read(manifest_path).paths("test", Path(manifest_path).parent))
 
 
-def error_gallery(model: keras.Model, manifest: dict, manifest_path: str, y_true: np.ndarray, scores: np.ndarray, path: Path) -> Path:
-    generated_label = manifest["labels"][manifest["generated_class"]]
-    generated_is_positive = manifest["generated_class"] == manifest["positive_class"]
+def error_gallery(model: keras.Model, manifest: Manifest, manifest_path: str, y_true: np.ndarray, scores: np.ndarray, path: Path) -> Path:
+    generated_label = manifest.labels[manifest.generated_class]
+    generated_is_positive = manifest.generated_class == manifest.positive_class
     p_generated = scores if generated_is_positive else 1.0 - scores
     picked = gallery.confident_errors(y_true, p_generated, generated_label)
     wanted = sorted({index for indices in picked.values() for index in indices})

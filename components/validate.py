@@ -22,7 +22,8 @@ import pandas as pd
 import PIL
 
 from components.cli_support import component_main
-from components.config import DataConfig, Strict, fingerprint
+from components.config import DataConfig, fingerprint
+from components.contracts import ValidateConfig, ValidateResult
 from components.guard import guarded
 from components.images import CONVERTIBLE_MODES, UnusableImage, copy_regular_file, file_row, inspect_file, list_entries, quarantined_row
 
@@ -50,21 +51,6 @@ RETRIED_REASONS = ("worker died", "timed out")
 
 class DatasetError(ValueError):
     """The dataset cannot be trained on as it stands; the message says what to fix."""
-
-
-class ValidateConfig(Strict):
-    data: DataConfig = DataConfig()
-    work_dir: str = "work"
-    workers: int = 0  # 0 means one per core
-
-
-class ValidateResult(Strict):
-    report_path: str
-    quarantine_dir: str
-    dataset_fingerprint: str
-    usable: dict[str, dict[str, int]]
-    statuses: dict[str, int]
-    inspected: int = 0  # files decoded by this run; the rest came from an earlier run's report or progress
 
 
 def run(cfg: ValidateConfig) -> ValidateResult:

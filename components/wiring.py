@@ -1,56 +1,89 @@
 """How the pipeline builds each stage's config from the one before: shared by the Prefect flow
 (flows/pipeline.py) and the Kubeflow stage runner (components/kfp_stage.py), so both wire the
-same stages the same way. TensorFlow-free: the flows import it."""
+same stages the same way. Configs are built as typed models, so a renamed or missing field fails
+here, naming it, before any stage runs. TensorFlow-free: the flows import it."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
-from components.config import PipelineConfig, fingerprint
+from components.config import PipelineConfig, Strict, fingerprint
+from components.contracts import (
+    PIPELINE_STAGES,
+    EvaluateConfig,
+    EvaluateResult,
+    RegistryConfig,
+    ShardConfig,
+    ShardResult,
+    SyncConfig,
+    TrainConfig,
+    TrainResult,
+    ValidateConfig,
+    ValidateResult,
+    stage,
+)
 
-STAGES = ("validate", "shard", "train", "evaluate", "register")
+STAGES = PIPELINE_STAGES
+ResultT = TypeVar("ResultT", bound=Strict)
 
 
-def config_key(cfg: PipelineConfig, sharded: dict[str, Any]) -> str:
+def config_key(cfg: PipelineConfig, sharded: ShardResult) -> str:
     """These shards and this variant: what the registry's skip check and the version's tag key on."""
-    return fingerprint(sharded["shard_key"], cfg.variant.model_dump())
+    return fingerprint(sharded.shard_key, cfg.variant.model_dump())
 
 
-def stage_config(stage: str, cfg: PipelineConfig, upstream: dict[str, dict[str, Any]], parent_run_id: str | None = None) -> dict[str, Any]:
-    """The stage's JSON config from the pipeline config and the upstream stages' results
-    (`validated`, `sharded`, `trained`, `evaluated`)."""
-    sharded, trained, evaluated = (upstream.get(name, {}) for name in ("sharded", "trained", "evaluated"))
-    if stage == "validate":
-        return {"data": cfg.data.model_dump(), "work_dir": cfg.work_dir}
-    if stage == "shard":
-        validated = upstream["validated"]
-        return {
-            "data": cfg.data.model_dump(),
-            "augment": cfg.variant.augment.model_dump(),
-            "report_path": validated["report_path"],
-            "dataset_fingerprint": validated["dataset_fingerprint"],
-            "work_dir": cfg.work_dir,
-        }
-    if stage == "train":
-        return {"pipeline": cfg.model_dump(), "manifest_path": sharded["manifest_path"], "parent_run_id": parent_run_id}
-    if stage == "evaluate":
-        return {
-            "manifest_path": sharded["manifest_path"],
-            "model_path": trained["model_path"],
-            "run_id": trained["run_id"],
-            "output_dir": str(Path(trained["model_path"]).parent / "evaluation"),
-        }
-    if stage == "register":
-        return {
-            "registered_model": cfg.registered_model_name,
-            "model_uri": trained["model_uri"],
-            "run_id": trained["run_id"],
-            "variant": cfg.variant.name,
-            "dataset_fingerprint": sharded["dataset_fingerprint"],
-            "threshold": evaluated["threshold"],
-            "metrics": evaluated["test"],
-            "primary_metric": cfg.tracking.primary_metric,
-            "config_key": config_key(cfg, sharded),
-        }
-    raise ValueError(f"Unknown stage. Expected one of {list(STAGES)}. Received: stage={stage!r}")
+def _needs(name: str, result: ResultT | None, for_stage: str) -> ResultT:
+    if result is None:
+        raise ValueError(f"Stage {for_stage} needs the {name} result. Received: {name}=None")
+    return result
+
+
+def stage_config(
+    name: str,
+    cfg: PipelineConfig,
+    *,
+    validated: ValidateResult | None = None,
+    sharded: ShardResult | None = None,
+    trained: TrainResult | None = None,
+    evaluated: EvaluateResult | None = None,
+    parent_run_id: str | None = None,
+) -> Strict:
+    """The stage's Config from the pipeline config and the upstream stages' results."""
+    stage(name)  # an unknown stage fails here, naming it
+    if name == "sync":
+        return SyncConfig(uri=cfg.data.root, cache_dir=str(Path(cfg.work_dir) / "s3-cache"))
+    if name == "validate":
+        return ValidateConfig(data=cfg.data, work_dir=cfg.work_dir)
+    if name == "shard":
+        validated = _needs("validated", validated, name)
+        return ShardConfig(
+            data=cfg.data,
+            augment=cfg.variant.augment,
+            report_path=validated.report_path,
+            dataset_fingerprint=validated.dataset_fingerprint,
+            work_dir=cfg.work_dir,
+        )
+    sharded = _needs("sharded", sharded, name)
+    if name == "train":
+        return TrainConfig(pipeline=cfg, manifest_path=sharded.manifest_path, parent_run_id=parent_run_id)
+    trained = _needs("trained", trained, name)
+    if name == "evaluate":
+        return EvaluateConfig(
+            manifest_path=sharded.manifest_path,
+            model_path=trained.model_path,
+            run_id=trained.run_id,
+            output_dir=str(Path(trained.model_path).parent / "evaluation"),
+        )
+    evaluated = _needs("evaluated", evaluated, name)
+    return RegistryConfig(
+        registered_model=cfg.registered_model_name,
+        model_uri=trained.model_uri,
+        run_id=trained.run_id,
+        variant=cfg.variant.name,
+        dataset_fingerprint=sharded.dataset_fingerprint,
+        threshold=evaluated.threshold,
+        metrics=evaluated.test,
+        primary_metric=cfg.tracking.primary_metric,
+        config_key=config_key(cfg, sharded),
+    )

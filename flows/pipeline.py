@@ -1,18 +1,31 @@
-"""Prefect flows: wiring only. Each task hands one stage its JSON config and passes on its small
-JSON result; flows/stages.py runs the stage in-process or as its own deployment run, as
+"""Prefect flows: wiring only. Each task hands one stage its typed config and passes on its small
+typed result (components/contracts); flows/stages.py runs the stage in-process or as its own deployment run, as
 `execution.stages` says. Component modules are imported only when a stage runs, so importing
 this module (as a Prefect worker does to read a deployment) never loads TensorFlow.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 
 from components import settings
 from components.config import PipelineConfig, build_config
+from components.contracts import (
+    PRIMARY_METRIC,
+    CompareConfig,
+    CompareResult,
+    ComparisonSummary,
+    EvaluateResult,
+    PipelineSummary,
+    RegisteredVersion,
+    RegistryResult,
+    ShardResult,
+    SyncResult,
+    TrainResult,
+    ValidateResult,
+)
 from components.wiring import config_key, stage_config
 from flows.stages import run_stage
 
@@ -20,41 +33,40 @@ VARIANT_ORDER = ("baseline", "improved")
 
 
 @task(retries=2, retry_delay_seconds=10)
-def sync_task(cfg: PipelineConfig) -> dict[str, Any]:
-    return run_stage(cfg.execution, "sync", {"uri": cfg.data.root, "cache_dir": str(Path(cfg.work_dir) / "s3-cache")})
+def sync_task(cfg: PipelineConfig) -> SyncResult:
+    return run_stage(cfg.execution, "sync", stage_config("sync", cfg))
 
 
 @task
-def validate_task(cfg: PipelineConfig) -> dict[str, Any]:
-    return run_stage(cfg.execution, "validate", stage_config("validate", cfg, {}))
+def validate_task(cfg: PipelineConfig) -> ValidateResult:
+    return run_stage(cfg.execution, "validate", stage_config("validate", cfg))
 
 
 @task
-def shard_task(cfg: PipelineConfig, validated: dict[str, Any]) -> dict[str, Any]:
-    return run_stage(cfg.execution, "shard", stage_config("shard", cfg, {"validated": validated}))
+def shard_task(cfg: PipelineConfig, validated: ValidateResult) -> ShardResult:
+    return run_stage(cfg.execution, "shard", stage_config("shard", cfg, validated=validated))
 
 
 @task
-def train_task(cfg: PipelineConfig, sharded: dict[str, Any], parent_run_id: str | None) -> dict[str, Any]:
-    return run_stage(cfg.execution, "train", stage_config("train", cfg, {"sharded": sharded}, parent_run_id))
+def train_task(cfg: PipelineConfig, sharded: ShardResult, parent_run_id: str | None) -> TrainResult:
+    return run_stage(cfg.execution, "train", stage_config("train", cfg, sharded=sharded, parent_run_id=parent_run_id))
 
 
 @task
-def evaluate_task(cfg: PipelineConfig, sharded: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
-    return run_stage(cfg.execution, "evaluate", stage_config("evaluate", cfg, {"sharded": sharded, "trained": trained}))
+def evaluate_task(cfg: PipelineConfig, sharded: ShardResult, trained: TrainResult) -> EvaluateResult:
+    return run_stage(cfg.execution, "evaluate", stage_config("evaluate", cfg, sharded=sharded, trained=trained))
 
 
 @task(retries=2, retry_delay_seconds=5)
-def find_registered_task(cfg: PipelineConfig, key: str) -> dict[str, Any] | None:
+def find_registered_task(cfg: PipelineConfig, key: str) -> RegisteredVersion | None:
     from components import registry
 
     return registry.find_version(cfg.registered_model_name, key)
 
 
 @task(retries=2, retry_delay_seconds=5)
-def register_task(cfg: PipelineConfig, sharded: dict[str, Any], trained: dict[str, Any], evaluated: dict[str, Any]) -> dict[str, Any]:
-    upstream = {"sharded": sharded, "trained": trained, "evaluated": evaluated}
-    return run_stage(cfg.execution, "register", stage_config("register", cfg, upstream))
+def register_task(cfg: PipelineConfig, sharded: ShardResult, trained: TrainResult, evaluated: EvaluateResult) -> RegistryResult:
+    return run_stage(cfg.execution, "register", stage_config("register", cfg, sharded=sharded, trained=trained, evaluated=evaluated))
 
 
 @flow(name="detector-pipeline", log_prints=True)
@@ -64,70 +76,48 @@ def train_pipeline(
     overrides: dict[str, Any] | None = None,
     parent_run_id: str | None = None,
     force: bool = False,
-) -> dict[str, Any]:
+) -> PipelineSummary:
     """Validate → shard → train → evaluate → register one variant.
 
     When these exact shards and this variant config are already registered, training is
-    skipped (that is what keeps a scheduled retrain cheap while nothing changed); force=True
-    retrains anyway.
+    skipped (that is what keeps a scheduled retrain cheap while nothing changed): the summary
+    then names the version it reuses instead of a training run; force=True retrains anyway.
     """
     settings.apply()
     cfg = build_config(variant, profile, overrides)  # a bad config fails here, before any work
     settings.check_tracking_server()
     if cfg.data.root.startswith("s3://"):
-        cfg = cfg.with_changes(data={"root": sync_task(cfg)["local_root"]})
+        cfg = cfg.with_changes(data={"root": sync_task(cfg).local_root})
     validated = validate_task(cfg)
     sharded = shard_task(cfg, validated)
+    done = {"variant": variant, "positive_class": cfg.data.positive_class, "validated": validated, "sharded": sharded}
     existing = None if force else find_registered_task(cfg, config_key(cfg, sharded))
     if existing:
-        get_run_logger().info(
-            "%s: data and config unchanged since v%s; skipping training (force=True retrains)", variant, existing["version"]
-        )
-        return {
-            "variant": variant,
-            "skipped": True,
-            "validated": validated,
-            "sharded": sharded,
-            "trained": {"run_id": existing["run_id"]},
-            "evaluated": {"test": existing["metrics"], "threshold": existing["threshold"], "positive_class": cfg.data.positive_class},
-            "registered": {
-                "registered_model": cfg.registered_model_name,
-                "version": existing["version"],
-                "decision": "unchanged; not retrained",
-            },
-        }
+        get_run_logger().info("%s: data and config unchanged since v%s; skipping training (force=True retrains)", variant, existing.version)
+        return PipelineSummary(**done, skipped=True, reused=existing)
     trained = train_task(cfg, sharded, parent_run_id)
     evaluated = evaluate_task(cfg, sharded, trained)
     registered = register_task(cfg, sharded, trained, evaluated)
     get_run_logger().info(
         "%s: test AUC %.3f, run %s, model version %s (%s)",
         variant,
-        evaluated["test"]["test/auc"],
-        trained["run_id"],
-        registered["version"],
-        registered["decision"],
+        evaluated.test[PRIMARY_METRIC],
+        trained.run_id,
+        registered.version,
+        registered.decision,
     )
-    return {
-        "variant": variant,
-        "skipped": False,
-        "validated": validated,
-        "sharded": sharded,
-        "trained": trained,
-        "evaluated": evaluated,
-        "registered": registered,
-    }
+    return PipelineSummary(**done, skipped=False, trained=trained, evaluated=evaluated, registered=registered)
 
 
 @task
-def compare_task(results: dict[str, dict[str, Any]], parent_run_id: str, work_dir: str, changed: list[dict[str, Any]]) -> dict[str, Any]:
+def compare_task(results: dict[str, PipelineSummary], parent_run_id: str, work_dir: str, changed: list[dict[str, Any]]) -> CompareResult:
     from components import compare
 
-    compare_cfg = compare.CompareConfig(results=results, parent_run_id=parent_run_id, work_dir=work_dir, changed_settings=changed)
-    return compare.run(compare_cfg).model_dump()
+    return compare.run(CompareConfig(results=results, parent_run_id=parent_run_id, work_dir=work_dir, changed_settings=changed))
 
 
 @flow(name="detector-compare", log_prints=True)
-def compare_variants(profile: str = "demo", overrides: dict[str, Any] | None = None, force: bool = False) -> dict[str, Any]:
+def compare_variants(profile: str = "demo", overrides: dict[str, Any] | None = None, force: bool = False) -> ComparisonSummary:
     """Both variants on the same shards, grouped under one MLflow parent run, plus the report's table."""
     from components import compare, record
 
@@ -138,8 +128,5 @@ def compare_variants(profile: str = "demo", overrides: dict[str, Any] | None = N
     parent_params = {"profile": profile, "dataset": improved.dataset_name, "data.root": improved.data.root}
     parent_run_id = compare.start_parent_run(improved.experiment_name, record.parent_run_name(improved, profile), parent_params)
     results = {variant: train_pipeline(variant, profile, overrides, parent_run_id, force) for variant in VARIANT_ORDER}
-    return {
-        "parent_run_id": parent_run_id,
-        "results": results,
-        "comparison": compare_task(results, parent_run_id, improved.work_dir, record.changed_settings(configs)),
-    }
+    comparison = compare_task(results, parent_run_id, improved.work_dir, record.changed_settings(configs))
+    return ComparisonSummary(parent_run_id=parent_run_id, results=results, comparison=comparison)

@@ -25,7 +25,7 @@ def quality_run(variants: list[str], profile: str = "scratch", overrides: dict[s
     configs = {variant: build_config(variant, profile, overrides) for variant in variants}  # fail before any work
     parent_run_id = compare.start_parent_run(configs[variants[0]].experiment_name, f"quality-{profile}")
     results = {variant: train_pipeline(variant, profile, overrides, parent_run_id, force) for variant in variants}
-    return {"parent_run_id": parent_run_id, "run_ids": {variant: result["trained"]["run_id"] for variant, result in results.items()}}
+    return {"parent_run_id": parent_run_id, "run_ids": {variant: result.run_id for variant, result in results.items()}}
 
 
 def main(argv: list[str] | None = None) -> None:

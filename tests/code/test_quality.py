@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from components import calibration, degrade, gallery, stages
 from components.config import CONV5_LAYERS, IMPROVED, RESNET50_LAYERS, STAGED, FitConfig, build_config
+from components.contracts import Manifest, ManifestEncoding
 
 
 def test_staged_is_improved_plus_three_steps_with_imagenet_preprocessing():
@@ -110,7 +111,8 @@ def test_predict_averages_the_five_crops_of_a_crop_model(tmp_path):
     image = np.zeros((2 * size, 2 * size, 3), dtype=np.uint8)
     image[:size, :size] = 200  # only the top-left corner crop is bright
     Image.fromarray(image).save(tmp_path / "a.png")
-    manifest = {"image_size": size, "fit": "crop", "encoding": {"codec": "png", "jpeg_quality": None}}
+    # Only the fields predict reads from a model's manifest.
+    manifest = Manifest.model_construct(image_size=size, fit="crop", encoding=ManifestEncoding(codec="png"))
     (_, [crops], _), *_ = prepared_batches([tmp_path / "a.png"], manifest, PredictConfig(images=str(tmp_path), crops=5, workers=1))
     assert crops.shape == (5, size, size, 3)
     inputs = keras.Input((size, size, 3))

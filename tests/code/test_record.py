@@ -11,13 +11,32 @@ from mlflow import MlflowClient
 
 from components import compare, record
 from components.config import build_config
+from components.contracts import (
+    EvaluateResult,
+    Manifest,
+    PipelineSummary,
+    RegisteredVersion,
+    RegistryResult,
+    ShardResult,
+    TrainResult,
+    ValidateResult,
+)
 
-MANIFEST = {
-    "dataset_fingerprint": "0123456789abcdef",
-    "positive_class": "REAL",
-    "source": {"root": "/data/cifake"},
-    "splits": {"train": {"count": 40}, "val": {"count": 10}, "test": {"count": 12}},
-}
+MANIFEST = Manifest(
+    shard_key="k" * 16,
+    dataset_fingerprint="0123456789abcdef",
+    created="2026-01-01T00:00:00+00:00",
+    source={"root": "/data/cifake", "validation_report": "/work/validated/report.csv"},
+    class_names=["FAKE", "REAL"],
+    labels={"FAKE": 0, "REAL": 1},
+    positive_class="REAL",
+    generated_class="FAKE",
+    image_size=32,
+    encoding={"codec": "png"},
+    split={"seed": 42, "val_fraction": 0.2},
+    augmentation={"policy": {}, "applied": "live"},
+    splits={split: {"files": [], "count": count} for split, count in (("train", 40), ("val", 10), ("test", 12))},
+)
 
 
 def _configs(profile: str = "demo") -> dict:
@@ -55,18 +74,40 @@ def test_dataset_is_logged_once_per_split_with_the_fingerprint_as_digest(trackin
     assert {tag.value for tag in by_name["cifake/val"].tags if tag.key == "mlflow.data.context"} == {"val"}
 
 
-def _summary(auc: float, version: str) -> dict:
+def _summary(auc: float, version: str, skipped: bool = False) -> PipelineSummary:
     test = {name: auc for name in compare.TABLE_NAMES}
-    return {
-        "sharded": {"dataset_fingerprint": "0123456789abcdef"},
-        "evaluated": {"test": test, "positive_class": "REAL"},
-        "registered": {"registered_model": "m", "version": version, "decision": "no champion yet"},
+    fingerprint = "0123456789abcdef"
+    common = {
+        "variant": "improved",
+        "positive_class": "REAL",
+        "validated": ValidateResult(report_path="r", quarantine_dir="q", dataset_fingerprint=fingerprint, usable={}, statuses={}),
+        "sharded": ShardResult(manifest_path="m", shard_key="k", dataset_fingerprint=fingerprint, counts={}, reused=False),
     }
+    if skipped:  # what an unchanged variant reports: the version it reuses
+        return PipelineSummary(
+            **common, skipped=True, reused=RegisteredVersion(registered_model="m", version=version, run_id="r", metrics=test, threshold=0.5)
+        )
+    return PipelineSummary(
+        **common,
+        skipped=False,
+        trained=TrainResult(
+            run_id="r",
+            experiment_id="1",
+            model_path="p",
+            model_uri="u",
+            epochs_completed=1,
+            resumed_at_epoch=0,
+            reused=False,
+            final_metrics={},
+        ),
+        evaluated=EvaluateResult(metrics_path="e", positive_class="REAL", threshold=0.5, test=test),
+        registered=RegistryResult(registered_model="m", version=version, promoted=False, decision="no champion yet", champion_version=None),
+    )
 
 
 def test_parent_run_carries_both_variants_and_the_table(tracking_store, tmp_path):
     parent_id = compare.start_parent_run("record-test", "compare · cifake · demo", {"profile": "demo"})
-    results = {"baseline": _summary(0.8, "1"), "improved": _summary(0.9, "2")}
+    results = {"baseline": _summary(0.8, "1", skipped=True), "improved": _summary(0.9, "2")}
     cfg = compare.CompareConfig(
         results=results, parent_run_id=parent_id, work_dir=str(tmp_path), changed_settings=record.changed_settings(_configs())
     )
@@ -79,6 +120,7 @@ def test_parent_run_carries_both_variants_and_the_table(tracking_store, tmp_path
     assert {"comparison/comparison.md", "comparison/comparison.html", "comparison/comparison.csv"} <= artifacts
     note = parent.data.tags[record.NOTE_TAG]
     assert "| test/auc" in note and "model.dropout" in note and "m v2 (no champion yet)" in note
+    assert "m v1 (unchanged; not retrained)" in note
     assert parent.info.run_name == "compare · cifake · demo" and parent.info.status == "FINISHED"
     view = MlflowClient().get_experiment(parent.info.experiment_id).tags[record.runs_view()[0]]
     assert "metrics.`test/auc`" in json.loads(view)["selectedColumns"]

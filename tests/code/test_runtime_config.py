@@ -7,10 +7,11 @@ from pydantic import ValidationError
 
 from components import train
 from components.config import RuntimeConfig, build_config, parse_overrides
+from components.contracts import Manifest
 
 
 def test_runtime_settings_leave_the_variant_and_the_run_folder_unchanged():
-    manifest = {"shard_key": "k"}
+    manifest = Manifest.model_construct(shard_key="k")  # all run_directory reads of it
     plain = build_config("improved", "demo")
     tuned = build_config(
         "improved",

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -37,10 +36,10 @@ def test_round_trip_preserves_pixels_labels_and_sources(tiny_data_config: DataCo
     folder = Path(result.manifest_path).parent
     records = [
         tf.io.parse_single_example(record, FEATURE_SPEC)
-        for name in manifest["splits"]["test"]["files"]
+        for name in manifest.splits["test"].files
         for record in tf.data.TFRecordDataset(str(folder / name))
     ]
-    assert len(records) == manifest["splits"]["test"]["count"] == 12
+    assert len(records) == manifest.splits["test"].count == 12
     for record in records:
         source = Path(tiny_data_config.root) / record[SOURCE_KEY].numpy().decode()
         expected = np.asarray(Image.open(source).convert("RGB"))
@@ -53,16 +52,16 @@ def test_manifest_records_counts_policy_and_fingerprint(tiny_data_config: DataCo
     result = run(_shard_config(tiny_data_config, validated, tmp_path))
     manifest = read_manifest(result.manifest_path)
     usable_train = sum(validated.usable["train"].values())
-    assert manifest["splits"]["train"]["count"] + manifest["splits"]["val"]["count"] == usable_train
-    assert manifest["dataset_fingerprint"] == validated.dataset_fingerprint
-    assert manifest["labels"] == {"FAKE": 0, "REAL": 1} and manifest["positive_class"] == "REAL"
-    assert manifest["augmentation"] == {
+    assert manifest.splits["train"].count + manifest.splits["val"].count == usable_train
+    assert manifest.dataset_fingerprint == validated.dataset_fingerprint
+    assert manifest.labels == {"FAKE": 0, "REAL": 1} and manifest.positive_class == "REAL"
+    assert manifest.augmentation.model_dump(mode="json") == {
         "policy": AugmentConfig().model_dump(mode="json"),
         "applied": "live",
         "premade_copies": 0,
         "splits": ["train"],
     }
-    names = manifest["splits"]["train"]["files"]
+    names = manifest.splits["train"].files
     assert names[0] == f"train-00000-of-{len(names):05d}.tfrecord"
 
 
@@ -100,7 +99,7 @@ def test_premade_copies_multiply_train_only(tiny_data_config: DataConfig, valida
     premade = run(_shard_config(tiny_data_config, validated, tmp_path, premade_copies=3))
     assert premade.counts["train"] == 3 * live.counts["train"]
     assert premade.counts["val"] == live.counts["val"] and premade.counts["test"] == live.counts["test"]
-    assert read_manifest(premade.manifest_path)["augmentation"]["applied"] == "premade"
+    assert read_manifest(premade.manifest_path).augmentation.applied == "premade"
 
 
 def test_reader_augments_training_split_only(tiny_data_config: DataConfig, validated, tmp_path: Path):
@@ -121,6 +120,6 @@ def test_manifest_is_written_last(tiny_data_config: DataConfig, validated, tmp_p
     result = run(_shard_config(tiny_data_config, validated, tmp_path))
     folder = Path(result.manifest_path).parent
     assert not list(folder.parent.glob("*.partial"))
-    manifest = json.loads(Path(result.manifest_path).read_text())
-    for entry in manifest["splits"].values():
-        assert all((folder / name).stat().st_mtime_ns <= Path(result.manifest_path).stat().st_mtime_ns for name in entry["files"])
+    manifest = read_manifest(result.manifest_path)
+    for entry in manifest.splits.values():
+        assert all((folder / name).stat().st_mtime_ns <= Path(result.manifest_path).stat().st_mtime_ns for name in entry.files)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +71,7 @@ def test_both_readers_yield_the_same_batches_in_evaluation_order(tiny_data_confi
 
 
 def test_padded_evaluation_scores_every_example_once(manifest_path):
-    count = read_manifest(manifest_path)["splits"]["val"]["count"]
+    count = read_manifest(manifest_path).splits["val"].count
     assert count % 2 == 1, "the tiny val split must leave a remainder for this test to mean anything"
     batches = list(make_dataset(manifest_path, "val", count - 1, reader="python", replicas=2))
     assert [len(images) % 2 for images, _, _ in batches] == [0, 0]
@@ -82,7 +81,7 @@ def test_padded_evaluation_scores_every_example_once(manifest_path):
 
 def test_training_reads_a_fresh_permutation_and_drops_the_remainder_with_replicas(manifest_path):
     manifest = read_manifest(manifest_path)
-    count = manifest["splits"]["train"]["count"]
+    count = manifest.splits["train"].count
     reader = make_dataset(manifest_path, "train", 4, training=True, dtype="uint8", reader="python", replicas=2)
     assert len(reader) == count // 4
     first = np.concatenate([labels for _, labels in reader])
@@ -92,4 +91,4 @@ def test_training_reads_a_fresh_permutation_and_drops_the_remainder_with_replica
     assert len(first) == 4 * (count // 4)
     whole = make_dataset(manifest_path, "train", 4, training=True, dtype="uint8", reader="python")
     assert sum(len(labels) for _, labels in whole) == count
-    assert json.loads(Path(manifest_path).read_text())["image_size"] == next(iter(whole))[0].shape[1]
+    assert manifest.image_size == next(iter(whole))[0].shape[1]

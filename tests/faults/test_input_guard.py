@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 import shutil
 import signal
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from components.contracts import Manifest, ManifestEncoding
 from components.guard import guarded
 
 TINY = 32
@@ -72,12 +72,12 @@ def test_shard_skips_and_names_files_that_went_bad_after_validation(tiny_dataset
         data=data, report_path=validated.report_path, dataset_fingerprint=validated.dataset_fingerprint, work_dir=str(tmp_path / "work")
     )
     result = shard(config)
-    entry = json.loads(Path(result.manifest_path).read_text())["splits"]["test"]
-    skipped = entry["skipped"]
+    entry = Manifest.read(result.manifest_path).splits["test"]
+    skipped = entry.skipped
     assert set(skipped) == {f"test/REAL/{test_files[0].name}", f"test/REAL/{test_files[1].name}"}
     assert "SyntaxError: not a TIFF file" in skipped[f"test/REAL/{test_files[0].name}"]
     assert skipped[f"test/REAL/{test_files[1].name}"].startswith("symbolic link: refused")
-    assert entry["count"] == validated.usable["test"]["FAKE"] + validated.usable["test"]["REAL"] - 2 == sum(entry["per_class"].values())
+    assert entry.count == validated.usable["test"]["FAKE"] + validated.usable["test"]["REAL"] - 2 == sum(entry.per_class.values())
 
 
 def test_predict_scores_each_image_and_names_each_failure(tmp_path: Path):
@@ -91,7 +91,8 @@ def test_predict_scores_each_image_and_names_each_failure(tmp_path: Path):
     (folder / "exif.png").write_bytes(_broken_exif_png())
     (folder / "page.jpg").write_bytes(b"<html>")
     os.mkfifo(folder / "pipe.png")
-    manifest = {"image_size": TINY, "encoding": {"codec": "png", "jpeg_quality": None}}
+    # Only the fields predict reads from a model's manifest.
+    manifest = Manifest.model_construct(image_size=TINY, encoding=ManifestEncoding(codec="png"), fit="resize")
     paths = sorted(folder.iterdir())
     batches = list(prepared_batches(paths, manifest, PredictConfig(images=str(folder), batch_size=2, workers=2)))
     kept = [path for paths, _, _ in batches for path in paths]

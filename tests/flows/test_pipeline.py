@@ -52,16 +52,16 @@ def test_compare_flow_trains_registers_and_tabulates_both_variants(prefect_api, 
 
     client = MlflowClient()
     children = {}
-    for variant, result in outcome["results"].items():
-        run = client.get_run(result["trained"]["run_id"])
+    for variant, result in outcome.results.items():
+        run = client.get_run(result.trained.run_id)
         children[variant] = run
         assert run.info.run_name == variant and run.data.tags["variant"] == variant
-        assert run.data.tags["mlflow.parentRunId"] == outcome["parent_run_id"]
+        assert run.data.tags["mlflow.parentRunId"] == outcome.parent_run_id
         assert "test/auc" in run.data.metrics and "test_tuned/f1" in run.data.metrics
         assert run.data.tags["mlflow.note.content"].startswith(f"**{variant}**")
         contexts = {tag.value for item in run.inputs.dataset_inputs for tag in item.tags if tag.key == "mlflow.data.context"}
         assert contexts == {"train", "val", "test"}
-        assert {item.dataset.digest for item in run.inputs.dataset_inputs} == {result["sharded"]["dataset_fingerprint"]}
+        assert {item.dataset.digest for item in run.inputs.dataset_inputs} == {result.sharded.dataset_fingerprint}
         assert {item.path for item in client.list_artifacts(run.info.run_id, "plots")} >= {
             "plots/learning_curves.png",
             "plots/confusion_matrix.png",
@@ -72,13 +72,13 @@ def test_compare_flow_trains_registers_and_tabulates_both_variants(prefect_api, 
     versions = client.search_model_versions("name='flow-test-detector'")
     assert sorted(str(version.version) for version in versions) == ["1", "2"]
     aliases = {name: str(version) for name, version in client.get_registered_model("flow-test-detector").aliases.items()}
-    improved = outcome["results"]["improved"]["registered"]
-    assert aliases[CHAMPION] == improved["champion_version"] and aliases.get(CHALLENGER) != aliases[CHAMPION]
-    assert improved["version"] == (aliases[CHAMPION] if improved["promoted"] else aliases[CHALLENGER])
-    table = Path(outcome["comparison"]["table_path"]).read_text().splitlines()
+    improved = outcome.results["improved"].registered
+    assert aliases[CHAMPION] == improved.champion_version and aliases.get(CHALLENGER) != aliases[CHAMPION]
+    assert improved.version == (aliases[CHAMPION] if improved.promoted else aliases[CHALLENGER])
+    table = Path(outcome.comparison.table_path).read_text().splitlines()
     assert table[0] == "metric,baseline,improved,relative_change_pct"
     assert [line.split(",")[0] for line in table[1:]][:3] == ["test/accuracy", "test/auc", "test/pr_auc"] and "test_tuned/f1" in table[-2]
-    parent = client.get_run(outcome["parent_run_id"])
+    parent = client.get_run(outcome.parent_run_id)
     assert parent.info.status == "FINISHED" and parent.info.run_name == f"compare · {tiny_dataset.name} · demo"
     for variant in ("baseline", "improved"):
         assert parent.data.metrics[f"{variant}/test/auc"] == pytest.approx(children[variant].data.metrics["test/auc"], abs=1e-4)
@@ -120,11 +120,11 @@ def test_unchanged_data_and_config_skip_training_unless_forced(prefect_api, tiny
     # A scheduled run on another worker has no local cache: only the registry can tell it nothing changed.
     overrides["work_dir"] = str(tmp_path / "elsewhere")
     second = train_pipeline(variant="baseline", overrides=overrides)
-    assert not first["skipped"] and second["skipped"]
-    assert second["registered"]["version"] == first["registered"]["version"]
+    assert not first.skipped and second.skipped
+    assert second.reused.version == first.registered.version and second.run_id == first.trained.run_id
     assert not (tmp_path / "elsewhere" / "runs").exists()
     forced = train_pipeline(variant="baseline", overrides=overrides, force=True)
-    assert not forced["skipped"] and forced["trained"]["run_id"] != first["trained"]["run_id"]
+    assert not forced.skipped and forced.trained.run_id != first.trained.run_id
 
 
 def test_pipeline_against_a_dead_tracking_server_fails_before_any_work(tiny_data_config, tmp_path, monkeypatch):

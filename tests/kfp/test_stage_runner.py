@@ -12,14 +12,29 @@ from pathlib import Path
 import pytest
 
 from components import kfp_stage, s3data
-from flows.stages import STAGES as FLOW_STAGES
+from components.contracts import EvaluateResult, ShardResult, TrainResult, ValidateResult, stage
 from tests.kfp.conftest import REPO
 
 UPSTREAM = {
-    "validated": {"report_path": "/w/validated/report.csv", "dataset_fingerprint": "f" * 16},
-    "sharded": {"manifest_path": "/w/shards/k/manifest.json", "shard_key": "k" * 16, "dataset_fingerprint": "f" * 16},
-    "trained": {"run_id": "r" * 32, "model_path": "/w/runs/baseline-k/model.keras", "model_uri": "runs:/r/model"},
-    "evaluated": {"threshold": 0.42, "test": {"test/auc": 0.9, "test/accuracy": 0.8}},
+    "validated": ValidateResult(
+        report_path="/w/validated/report.csv", quarantine_dir="/w/validated/q", dataset_fingerprint="f" * 16, usable={}, statuses={}
+    ),
+    "sharded": ShardResult(
+        manifest_path="/w/shards/k/manifest.json", shard_key="k" * 16, dataset_fingerprint="f" * 16, counts={}, reused=False
+    ),
+    "trained": TrainResult(
+        run_id="r" * 32,
+        experiment_id="1",
+        model_path="/w/runs/baseline-k/model.keras",
+        model_uri="runs:/r/model",
+        epochs_completed=1,
+        resumed_at_epoch=0,
+        reused=False,
+        final_metrics={},
+    ),
+    "evaluated": EvaluateResult(
+        metrics_path="/w/m.json", positive_class="REAL", threshold=0.42, test={"test/auc": 0.9, "test/accuracy": 0.8}
+    ),
 }
 
 
@@ -33,12 +48,13 @@ def test_no_json_result_is_an_error_showing_the_last_lines():
         kfp_stage.last_json_document(["Epoch 1/1", "Traceback (most recent call last):"], "train")
 
 
-@pytest.mark.parametrize("stage", kfp_stage.STAGES)
-def test_every_stage_config_is_what_the_component_accepts(stage: str):
+@pytest.mark.parametrize("name", kfp_stage.STAGES)
+def test_every_stage_config_is_what_the_component_accepts(name: str):
     cfg = kfp_stage.pipeline_config("improved", "demo", "/data/set", '{"work_dir": "/w"}')
-    module_name, config_class, _ = FLOW_STAGES[stage]
-    module = importlib.import_module(f"components.{module_name}")
-    getattr(module, config_class).model_validate(kfp_stage.stage_config(stage, cfg, UPSTREAM))
+    built = kfp_stage.stage_config(name, cfg, **UPSTREAM)
+    module = importlib.import_module(stage(name).module)
+    assert type(built) is getattr(module, type(built).__name__)
+    assert built == type(built).model_validate(json.loads(json.dumps(built.model_dump(mode="json"))))
 
 
 def test_data_root_parameter_wins_and_bad_overrides_name_the_value():
@@ -47,19 +63,19 @@ def test_data_root_parameter_wins_and_bad_overrides_name_the_value():
         kfp_stage.pipeline_config("baseline", "demo", "", "[1]")
 
 
-def _run_stage(stage: str, tmp_path: Path, *args: str) -> dict:
-    result = tmp_path / f"{stage}.json"
-    command = [sys.executable, "-m", "components.kfp_stage", stage, "--profile", "demo", *args, "--result", str(result)]
+def _run_stage(name: str, tmp_path: Path, *args: str) -> ValidateResult:
+    result = tmp_path / f"{name}.json"
+    command = [sys.executable, "-m", "components.kfp_stage", name, "--profile", "demo", *args, "--result", str(result)]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    return json.loads(result.read_text())
+    return stage(name).result.model_validate_json(result.read_text())
 
 
 def test_validate_task_writes_the_stage_cli_result(tiny_dataset: Path, tmp_path: Path):
     overrides = json.dumps({"data": {"image_size": 32}, "work_dir": str(tmp_path / "work")})
     result = _run_stage("validate", tmp_path, "--data-root", str(tiny_dataset), "--overrides", overrides)
-    assert Path(result["report_path"]).is_file() and str(tmp_path / "work") in result["report_path"]
-    assert len(result["dataset_fingerprint"]) == 16
+    assert Path(result.report_path).is_file() and str(tmp_path / "work") in result.report_path
+    assert len(result.dataset_fingerprint) == 16
 
 
 def test_s3_data_is_mirrored_by_validate_and_read_from_the_mirror_after(s3_env, tiny_dataset: Path, tmp_path: Path):
@@ -76,4 +92,4 @@ def test_s3_data_is_mirrored_by_validate_and_read_from_the_mirror_after(s3_env, 
     assert mirrored == sorted(path.relative_to(tiny_dataset) for path in tiny_dataset.rglob("*.png"))
     cfg = kfp_stage.pipeline_config("baseline", "demo", f"s3://{bucket}/sets/tiny", overrides)
     assert kfp_stage.with_local_data(cfg, "shard", "").data.root == str(mirror)
-    assert validated["dataset_fingerprint"]
+    assert validated.dataset_fingerprint

@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from components.config import DEFAULT_REGISTERED_MODEL
 from tests.conftest import free_port
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "infra" / "local" / "services.sh"
-MODEL = "ai-image-detector"  # what the worker registers into: the stack has its own fresh store
+MODEL = DEFAULT_REGISTERED_MODEL  # what the worker registers into: the stack has its own fresh store
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,119 @@
+"""Each stage's Config and Result: what a stage takes and what it hands the next one.
+
+TensorFlow-free, so the flows, the KFP runner and the CLI build and read them without loading a
+stage. The component modules import these names (`train.TrainConfig` is this `TrainConfig`).
+"""
+
+from __future__ import annotations
+
+from components.config import DEFAULT_REGISTERED_MODEL, PRIMARY_METRIC, AugmentConfig, DataConfig, PipelineConfig, Strict
+
+
+class SyncConfig(Strict):
+    uri: str
+    cache_dir: str = "work/s3-cache"
+
+
+class SyncResult(Strict):
+    uri: str
+    local_root: str
+    fetched: int
+    unchanged: int
+    removed: int
+    bytes_fetched: int
+    refused: dict[str, str] = {}  # object key (or cached path, on removal) -> why it was not written or removed
+
+
+class ValidateConfig(Strict):
+    data: DataConfig = DataConfig()
+    work_dir: str = "work"
+    workers: int = 0  # 0 means one per core
+
+
+class ValidateResult(Strict):
+    report_path: str
+    quarantine_dir: str
+    dataset_fingerprint: str
+    usable: dict[str, dict[str, int]]
+    statuses: dict[str, int]
+    inspected: int = 0  # files decoded by this run; the rest came from an earlier run's report or progress
+
+
+class ShardConfig(Strict):
+    data: DataConfig = DataConfig()
+    augment: AugmentConfig = AugmentConfig()
+    report_path: str
+    dataset_fingerprint: str
+    work_dir: str = "work"
+    workers: int = 0  # 0 means one per core
+
+
+class ShardResult(Strict):
+    manifest_path: str
+    shard_key: str
+    dataset_fingerprint: str
+    counts: dict[str, int]
+    reused: bool
+
+
+class TrainConfig(Strict):
+    pipeline: PipelineConfig = PipelineConfig()
+    manifest_path: str
+    parent_run_id: str | None = None
+
+
+class TrainResult(Strict):
+    run_id: str
+    experiment_id: str
+    model_path: str
+    model_uri: str
+    epochs_completed: int
+    resumed_at_epoch: int
+    reused: bool
+    final_metrics: dict[str, float]
+
+
+class EvaluateConfig(Strict):
+    manifest_path: str
+    model_path: str
+    run_id: str | None = None  # log into this MLflow run when given
+    batch_size: int = 64
+    output_dir: str = "work/evaluation"
+
+
+class EvaluateResult(Strict):
+    metrics_path: str
+    positive_class: str
+    threshold: float
+    test: dict[str, float]
+
+
+class RegistryConfig(Strict):
+    registered_model: str = DEFAULT_REGISTERED_MODEL
+    model_uri: str
+    run_id: str
+    variant: str
+    dataset_fingerprint: str
+    threshold: float
+    metrics: dict[str, float]
+    primary_metric: str = PRIMARY_METRIC
+    # Fingerprint of shards + variant config: a scheduled run finding it registered skips training.
+    config_key: str | None = None
+
+
+class RegistryResult(Strict):
+    registered_model: str
+    version: str
+    promoted: bool
+    decision: str
+    champion_version: str | None
+
+
+class RegisteredVersion(Strict):
+    """A version already in the registry (registry.find_version): what a skipped run reuses."""
+
+    registered_model: str
+    version: str
+    run_id: str
+    metrics: dict[str, float]
+    threshold: float

@@ -1,0 +1,90 @@
+"""The one stage table: the CLI's stage commands, the Prefect stage runner, the pipeline wiring and
+the KFP stage runner all read it. A stage's module is imported only when it runs, so reading the
+table never loads TensorFlow."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Literal
+
+from components.config import Strict
+from components.contracts import results
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    module: str  # its `run(cfg) -> Result` and its CLI (`python -m <module>`)
+    config: type[Strict]
+    result: type[Strict]
+    image: Literal["cpu", "gpu"]  # training is the only stage that wants a GPU
+    help: str
+
+    def run(self, config: Strict) -> Strict:
+        if not isinstance(config, self.config):
+            raise TypeError(f"Stage {self.name} takes a {self.config.__name__}. Received: {type(config).__name__}")
+        return importlib.import_module(self.module).run(config)
+
+
+STAGES: dict[str, Stage] = {
+    stage.name: stage
+    for stage in (
+        Stage(
+            "sync",
+            "components.s3data",
+            results.SyncConfig,
+            results.SyncResult,
+            "cpu",
+            "Mirror an s3://bucket/prefix dataset into the local cache (changed objects only).",
+        ),
+        Stage(
+            "validate",
+            "components.validate",
+            results.ValidateConfig,
+            results.ValidateResult,
+            "cpu",
+            "Decode every image; quarantine the unusable, flag duplicates and leakage.",
+        ),
+        Stage(
+            "shard",
+            "components.shard",
+            results.ShardConfig,
+            results.ShardResult,
+            "cpu",
+            "Split and write TFRecord shards plus manifest.json.",
+        ),
+        Stage(
+            "train",
+            "components.train",
+            results.TrainConfig,
+            results.TrainResult,
+            "gpu",
+            "Train one variant from shards; resumable; logs to MLflow.",
+        ),
+        Stage(
+            "evaluate",
+            "components.evaluate",
+            results.EvaluateConfig,
+            results.EvaluateResult,
+            "cpu",
+            "Test metrics at 0.5 and at the threshold tuned on validation.",
+        ),
+        Stage(
+            "register",
+            "components.registry",
+            results.RegistryConfig,
+            results.RegistryResult,
+            "cpu",
+            "Register a model version; @champion if it wins the gate, else @challenger.",
+        ),
+    )
+}
+# What one pipeline run wires, in order; sync runs before them only for s3:// data.
+PIPELINE_STAGES = ("validate", "shard", "train", "evaluate", "register")
+
+
+def stage(name: str) -> Stage:
+    if name not in STAGES:
+        raise ValueError(f"Unknown stage. Expected one of {sorted(STAGES)}. Received: stage={name!r}")
+    return STAGES[name]
