@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ctypes
+import fcntl
+import json
 import os
 import shutil
 import signal
@@ -11,6 +13,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -36,6 +40,27 @@ def pytest_configure(config: pytest.Config) -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+
+
+# Modules whose module- or session-scoped fixture (a trained model, a server stack) is the cost:
+# under xdist (`make test`) each runs on one worker, so the fixture is built once, not per worker.
+SHARED_FIXTURE_MODULES = {
+    "tests.model.test_backends",
+    "tests.model.test_behavioral",
+    "tests.model.test_distribution",
+    "tests.services.test_stack",
+    "tests.faults.test_registry_lock",
+    "tests.kfp.test_compile",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first, so parallel workers start on the long ones and the short ones fill
+    the gaps, instead of one long test ending the run alone."""
+    for item in items:
+        if item.module.__name__ in SHARED_FIXTURE_MODULES:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def _die_with_parent() -> None:
@@ -176,3 +201,101 @@ def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     }.items():
         monkeypatch.setenv(key, value)
     return s3_endpoint
+
+
+def shared_across_workers(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], dict]) -> dict:
+    """A session fixture's JSON-able value built once per test run, not once per xdist worker:
+    the first worker builds it in a folder every worker sees (the run's shared temp root), under
+    a lock; the others wait for it and read what it wrote."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # pytest-of-…/pytest-N, shared by this run's workers
+    folder, done = root / name, root / f"{name}.json"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            folder.mkdir(exist_ok=True)
+            done.write_text(json.dumps(build(folder)))
+    return json.loads(done.read_text())
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """The tiny improved model the model tests share: validated, sharded, trained (2 epochs),
+    evaluated and registered as @champion of `registered_model`, in its own MLflow store."""
+
+    store: str
+    data: DataConfig
+    manifest_path: str
+    config: dict
+    trained: dict
+    evaluated: dict
+    registered_model: str = "tiny-detector"
+
+
+def _train_tiny_run(folder: Path, dataset: Path, template: Path) -> dict:
+    import mlflow
+
+    from components import evaluate, registry, shard, train, validate
+    from components.config import build_config
+
+    shutil.copyfile(template, folder / "mlflow.db")
+    store = f"sqlite:///{folder / 'mlflow.db'}"
+    data = DataConfig(root=str(dataset), image_size=TINY_SIZE, encoding="png", images_per_shard=8)
+    work_dir = str(folder / "work")
+    fit = {"epochs": 2, "batch_size": 16, "precise_bn_batches": 2}
+    overrides = {"data": data.model_dump(), "work_dir": work_dir, "variant": {"fit": fit}}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", store)
+        mlflow.set_tracking_uri(store)
+        mlflow.set_experiment(experiment_id="0")
+        validated = validate.run(validate.ValidateConfig(data=data, work_dir=work_dir))
+        fingerprint = validated.dataset_fingerprint
+        sharded = shard.run(
+            shard.ShardConfig(data=data, report_path=validated.report_path, dataset_fingerprint=fingerprint, work_dir=work_dir)
+        )
+        config = train.TrainConfig(pipeline=build_config("improved", "demo", overrides), manifest_path=sharded.manifest_path)
+        trained = train.run(config)
+        evaluated = evaluate.run(
+            evaluate.EvaluateConfig(
+                manifest_path=sharded.manifest_path, model_path=trained.model_path, run_id=trained.run_id, output_dir=str(folder / "eval")
+            )
+        )
+        registry.run(
+            registry.RegistryConfig(
+                registered_model=TrainedRun.registered_model,
+                model_uri=trained.model_uri,
+                run_id=trained.run_id,
+                variant="improved",
+                dataset_fingerprint=sharded.dataset_fingerprint,
+                threshold=evaluated.threshold,
+                metrics=evaluated.test,
+            )
+        )
+        mlflow.set_tracking_uri(None)
+    return {
+        "store": store,
+        "data": data.model_dump(mode="json"),
+        "manifest_path": sharded.manifest_path,
+        "config": config.model_dump(mode="json"),
+        "trained": trained.model_dump(mode="json"),
+        "evaluated": evaluated.model_dump(mode="json"),
+    }
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Path, _empty_tracking_database: Path) -> TrainedRun:
+    build = lambda folder: _train_tiny_run(folder, tiny_dataset, _empty_tracking_database)  # noqa: E731
+    value = shared_across_workers(tmp_path_factory, "trained-run", build)
+    return TrainedRun(**{**value, "data": DataConfig(**value["data"])})
+
+
+@pytest.fixture
+def trained_store(trained_run: TrainedRun, monkeypatch: pytest.MonkeyPatch) -> str:
+    """This test reads (and may add to) the shared run's MLflow store."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained_run.store)
+    mlflow.set_tracking_uri(trained_run.store)
+    yield trained_run.store
+    mlflow.set_tracking_uri(None)
