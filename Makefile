@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 KFP_VENV := .venv-kfp
 KFP_STAMP := $(KFP_VENV)/.installed
 
-.PHONY: install demo test test-fast lint check-infra clean services services-stop bench kfp-env quality ui-check gpu-carry
+.PHONY: install demo test test-fast coverage check-images lint check-infra clean services services-stop bench kfp-env quality ui-check gpu-carry
 
 # uv installs what pip would (same resolution, checked against `pip freeze`) in under a minute
 # where pip took 7-15 on this 2-core machine: most of a fresh CI run was pip.
@@ -35,12 +35,20 @@ demo: $(STAMP)
 
 # The suite runs on TensorFlow (the default backend); its JAX checks start their own processes
 # (tests/model/test_backends.py, test_distribution.py); the layer and precise-BN tests also run in-process on JAX.
+# In parallel (pytest-xdist): 3 workers on 2 cores, as much of the suite waits on subprocesses and
+# servers; loadgroup keeps each module that shares a costly fixture on one worker (tests/conftest.py).
+PYTEST_PARALLEL ?= -n 3 --dist loadgroup --durations=15
 test: $(STAMP) $(KFP_STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_PARALLEL)
 	KERAS_BACKEND=jax $(BIN)/pytest -q tests/model/test_augment_layer.py tests/model/test_precise_bn.py
 
+# The same suite under coverage.py, following the CLI, flow and stage subprocesses (pyproject);
+# the HTML report lands in htmlcov/.
+coverage: $(STAMP) $(KFP_STAMP)
+	$(BIN)/pytest $(PYTEST_PARALLEL) --cov --cov-report=term:skip-covered --cov-report=html
+
 test-fast: $(STAMP) $(KFP_STAMP)
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest $(PYTEST_PARALLEL) -m "code or data"
 
 # The MLflow UI as a user sees it: a fresh tiny demo-like store, `mlflow server` on loopback and
 # headless Chromium (Debian's package: apt-get install chromium); screenshots in work/ui-check/.
@@ -71,6 +79,10 @@ lint: $(STAMP)
 # templating), then each image's requirement set installed and run (see the script's header).
 check-infra: $(STAMP)
 	$(BIN)/pytest tests/infra -q
+	bash tests/infra/check_images.sh
+
+# Only the image installs and entrypoints (make test already runs tests/infra): what CI adds.
+check-images: $(STAMP)
 	bash tests/infra/check_images.sh
 
 services: $(STAMP)

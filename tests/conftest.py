@@ -23,7 +23,8 @@ from components import demo_data
 from components.config import DataConfig
 
 TINY_SIZE = 32  # ResNet50's smallest input
-REAPER = Path(__file__).resolve().parents[1] / "infra" / "local" / "reaper.py"
+TESTS = Path(__file__).resolve().parent
+REAPER = TESTS.parent / "infra" / "local" / "reaper.py"
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
@@ -42,24 +43,58 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
-# Modules whose module- or session-scoped fixture (a trained model, a server stack) is the cost:
-# under xdist (`make test`) each runs on one worker, so the fixture is built once, not per worker.
-SHARED_FIXTURE_MODULES = {
-    "tests.model.test_backends",
-    "tests.model.test_behavioral",
-    "tests.model.test_distribution",
-    "tests.services.test_stack",
-    "tests.faults.test_registry_lock",
-    "tests.kfp.test_compile",
+# Module-scoped fixtures that are the cost of their tests (a trained model, a server stack, a
+# flow run): under xdist (`make test`) the tests that use one run on one worker, so it is built
+# once, not once per worker. Session-wide ones use shared_across_workers instead.
+SHARED_MODULE_FIXTURES = {
+    "flows/test_pipeline.py": "compared",
+    "model/test_behavioral.py": "trained",
+    "services/test_stack.py": "stack",
+    "faults/test_registry_lock.py": "server_uri",
+    "kfp/test_compile.py": "compiled",
 }
 
 
+# Tiers (pyproject markers), cheapest first: code (pure functions, static checks of images and
+# manifests), data (datasets, shards, S3), model (a trained tiny ResNet50), flows (Prefect and
+# KFP runs), services (real servers and the whole local stack). Folders say the tier; the
+# fault-injection tests sit in the tier of what they break. `pytest -m "code or data"` runs the
+# first two in a couple of minutes.
+FOLDER_TIERS = {"code": "code", "bench": "code", "infra": "code", "data": "data", "model": "model", "flows": "flows", "kfp": "flows"}
+FOLDER_TIERS["services"] = "services"
+FAULT_TIERS = {
+    "test_fuzz": "data",
+    "test_input_guard": "data",
+    "test_kill_shard": "data",
+    "test_s3_keys": "data",
+    "test_shard_race": "data",
+    "test_validate_kill": "data",
+    "test_kill_register": "model",
+    "test_kill_train": "model",
+    "test_model_loading": "model",
+    "test_promotion_race": "model",
+    "test_registry_lock": "services",
+    "test_servers_die_with_runner": "services",
+    "hold_servers": "services",  # the runner test_servers_die_with_runner starts and kills
+}
+
+
+def _tier(folder: str, module: str) -> str:
+    tier = FAULT_TIERS.get(module) if folder == "faults" else FOLDER_TIERS.get(folder)
+    if tier is None:
+        raise pytest.UsageError(f"tests/{folder}/{module}.py has no tier: add it to FOLDER_TIERS or FAULT_TIERS in tests/conftest.py")
+    return tier
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by these markers
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The slow tests first, so parallel workers start on the long ones and the short ones fill
-    the gaps, instead of one long test ending the run alone."""
+    """Marks each test with its tier. Runs the slow tests first, so parallel workers start on the
+    long ones and the short ones fill the gaps, instead of one long test ending the run alone."""
     for item in items:
-        if item.module.__name__ in SHARED_FIXTURE_MODULES:
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+        where = item.path.relative_to(TESTS)
+        item.add_marker(_tier(where.parts[0], item.path.stem))
+        if SHARED_MODULE_FIXTURES.get(where.as_posix()) in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group(where.as_posix()))
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
@@ -85,6 +120,17 @@ def stop_server(process: subprocess.Popen, grace: float = 10.0) -> None:
         process.wait(timeout=grace)
     except ProcessLookupError:
         pass
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _jax_compilation_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The JAX processes the tests start compile the same ResNet50 steps again and again (train,
+    crash, resume; train, then serve): JAX's persistent cache, shared by this run's workers,
+    compiles each once."""
+    root = tmp_path_factory.getbasetemp()
+    root = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(root / "jax-cache")
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 
 
 @pytest.fixture(autouse=True)

@@ -28,6 +28,7 @@ from mlflow import MlflowClient
 from components import train
 from components.callbacks import mlflow_metric_name
 from components.config import build_config
+from components.contracts import Manifest
 from tests.faults.sharding import SEED, tree_digest
 
 pytestmark = pytest.mark.slow  # one tiny ResNet50 training, killed and resumed
@@ -79,7 +80,7 @@ def test_rerun_after_kill_9_resumes_one_run_and_ends_as_a_clean_run(
     cfg = train.TrainConfig(pipeline=build_config("improved", "demo", overrides), manifest_path=manifest_path)
     config_file = tmp_path / "train.json"
     config_file.write_text(cfg.model_dump_json())
-    run_dir = train.run_directory(cfg, json.loads(Path(manifest_path).read_text()))
+    run_dir = train.run_directory(cfg, Manifest.read(manifest_path))
     command = ["--config", str(config_file)]
     victim = subprocess.Popen(
         [sys.executable, "-m", "components.train", *command],

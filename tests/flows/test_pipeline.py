@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -41,15 +43,49 @@ def _tiny_overrides(dataset: Path, tmp_path: Path, registered_model: str) -> dic
     }
 
 
-@pytest.mark.slow
-def test_compare_flow_trains_registers_and_tabulates_both_variants(prefect_api, tiny_dataset: Path, tracking_store: str, tmp_path: Path):
-    from prefect import get_client
+@dataclass(frozen=True)
+class Compared:
+    outcome: object  # ComparisonSummary
+    overrides: dict
+    store: str
+    root: Path
+
+
+@pytest.fixture(scope="module")
+def compared(prefect_api, tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory, _empty_tracking_database: Path) -> Compared:
+    """One compare flow (both variants, one epoch) in its own MLflow store, which the skip test
+    then retrains against: a registry that already holds these shards and configs."""
+    import mlflow
 
     from flows.pipeline import compare_variants
 
-    overrides = _tiny_overrides(tiny_dataset, tmp_path, "flow-test-detector")
-    outcome = compare_variants(profile="demo", overrides=overrides)
+    root = tmp_path_factory.mktemp("compare")
+    shutil.copyfile(_empty_tracking_database, root / "mlflow.db")
+    store = f"sqlite:///{root / 'mlflow.db'}"
+    overrides = _tiny_overrides(tiny_dataset, root, "flow-test-detector")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", store)
+        mlflow.set_tracking_uri(store)
+        outcome = compare_variants(profile="demo", overrides=overrides)
+        mlflow.set_tracking_uri(None)
+    return Compared(outcome, overrides, store, root)
 
+
+@pytest.fixture
+def compared_store(compared: Compared, monkeypatch: pytest.MonkeyPatch) -> str:
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", compared.store)
+    mlflow.set_tracking_uri(compared.store)
+    yield compared.store
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.mark.slow
+def test_compare_flow_trains_registers_and_tabulates_both_variants(compared: Compared, compared_store: str, tiny_dataset: Path):
+    from prefect import get_client
+
+    outcome, overrides = compared.outcome, compared.overrides
     client = MlflowClient()
     children = {}
     for variant, result in outcome.results.items():
@@ -112,13 +148,12 @@ def test_prefect_yaml_deploys_the_named_deployments(prefect_api, tmp_path: Path)
 
 
 @pytest.mark.slow
-def test_unchanged_data_and_config_skip_training_unless_forced(prefect_api, tiny_dataset: Path, tracking_store: str, tmp_path: Path):
+def test_unchanged_data_and_config_skip_training_unless_forced(compared: Compared, compared_store: str, tmp_path: Path):
     from flows.pipeline import train_pipeline
 
-    overrides = _tiny_overrides(tiny_dataset, tmp_path, "skip-test")
-    first = train_pipeline(variant="baseline", overrides=overrides)
+    first = compared.outcome.results["baseline"]
     # A scheduled run on another worker has no local cache: only the registry can tell it nothing changed.
-    overrides["work_dir"] = str(tmp_path / "elsewhere")
+    overrides = {**compared.overrides, "work_dir": str(tmp_path / "elsewhere")}
     second = train_pipeline(variant="baseline", overrides=overrides)
     assert not first.skipped and second.skipped
     assert second.reused.version == first.registered.version and second.run_id == first.trained.run_id

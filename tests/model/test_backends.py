@@ -18,8 +18,9 @@ import mlflow
 import numpy as np
 import pytest
 
-from components import evaluate, predict, registry, shard, train, validate
-from components.config import DataConfig, build_config
+from components import evaluate, predict, shard, validate
+from components.config import DataConfig
+from tests.conftest import shared_across_workers
 
 pytestmark = pytest.mark.slow
 CHECK = Path(__file__).with_name("backend_check.py")
@@ -34,31 +35,30 @@ def _jax(*arguments: str, store: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory, tiny_dataset):
-    """Shards of the tiny data (with the default live augmentation policy) and one MLflow store."""
-    root = tmp_path_factory.mktemp("backends")
-    data = DataConfig(root=str(tiny_dataset), image_size=32, encoding="png", images_per_shard=8)
+def _train_under_jax(root: Path, dataset: Path) -> dict:
+    """Shards of the tiny data (with the default live augmentation policy), one MLflow store, and
+    a model trained and registered there by a JAX process: what backend_check.py reports, plus
+    where it all is."""
+    data = DataConfig(root=str(dataset), image_size=32, encoding="png", images_per_shard=8)
     validated = validate.run(validate.ValidateConfig(data=data, work_dir=str(root / "work")))
     config = shard.ShardConfig(
         data=data, report_path=validated.report_path, dataset_fingerprint=validated.dataset_fingerprint, work_dir=str(root / "work")
     )
-    return {"root": root, "data": data, "manifest": shard.run(config).manifest_path, "store": f"sqlite:///{root / 'mlflow.db'}"}
+    manifest, store, images = shard.run(config).manifest_path, f"sqlite:///{root / 'mlflow.db'}", str(dataset / "test" / "FAKE")
+    trained = _jax("train", manifest, str(root / "jax"), data.model_dump_json(), "jax-model", images, store=store)
+    return {**trained, "manifest": manifest, "store": store, "images": images}
 
 
-@pytest.fixture(scope="module")
-def jax_trained(world):
-    images = str(Path(world["data"].root) / "test" / "FAKE")
-    return _jax(
-        "train", world["manifest"], str(world["root"] / "jax"), world["data"].model_dump_json(), "jax-model", images, store=world["store"]
-    )
+@pytest.fixture(scope="session")
+def jax_trained(tmp_path_factory, tiny_dataset):
+    return shared_across_workers(tmp_path_factory, "jax-trained", lambda root: _train_under_jax(root, tiny_dataset))
 
 
 @pytest.fixture
-def store(world, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", world["store"])
-    mlflow.set_tracking_uri(world["store"])
-    yield world["store"]
+def store(jax_trained, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", jax_trained["store"])
+    mlflow.set_tracking_uri(jax_trained["store"])
+    yield jax_trained["store"]
     mlflow.set_tracking_uri(None)
 
 
@@ -72,11 +72,12 @@ def test_jax_run_records_its_backend_and_needs_jax(jax_trained, store):
     assert "augment" in jax_trained["layers"]
 
 
-def test_jax_trained_model_evaluates_and_predicts_alike_under_tensorflow(world, jax_trained, store, tmp_path):
+def test_jax_trained_model_evaluates_and_predicts_alike_under_tensorflow(jax_trained, store, tmp_path):
     model_path = str(Path(mlflow.artifacts.download_artifacts(jax_trained["model_uri"], dst_path=str(tmp_path))) / "data" / "model.keras")
-    evaluated = evaluate.run(evaluate.EvaluateConfig(manifest_path=world["manifest"], model_path=model_path, output_dir=str(tmp_path)))
+    config = evaluate.EvaluateConfig(manifest_path=jax_trained["manifest"], model_path=model_path, output_dir=str(tmp_path))
+    evaluated = evaluate.run(config)
     assert evaluated.test["test/auc"] == pytest.approx(jax_trained["test"]["test/auc"], abs=1e-6)
-    served = predict.run(predict.PredictConfig(images=str(Path(world["data"].root) / "test" / "FAKE"), model_uri=jax_trained["model_uri"]))
+    served = predict.run(predict.PredictConfig(images=jax_trained["images"], model_uri=jax_trained["model_uri"]))
     scores = {row.path: row.p_ai_generated for row in served.predictions}
     assert scores.keys() == jax_trained["predictions"].keys() and scores
     np.testing.assert_allclose(
@@ -84,40 +85,17 @@ def test_jax_trained_model_evaluates_and_predicts_alike_under_tensorflow(world, 
     )
 
 
-def test_tensorflow_trained_model_is_served_under_jax(world, store, tmp_path):
-    overrides = {
-        "data": world["data"].model_dump(),
-        "work_dir": str(tmp_path / "work"),
-        "variant": {"fit": {"epochs": 1, "batch_size": 16}},
-    }
-    trained = train.run(train.TrainConfig(pipeline=build_config("baseline", "demo", overrides), manifest_path=world["manifest"]))
+def test_tensorflow_trained_model_is_served_under_jax(trained_run, trained_store, tmp_path):
+    """The session's TensorFlow-trained champion, evaluated and served in a JAX process."""
     assert keras.backend.backend() == "tensorflow"
-    requirements = (
-        Path(mlflow.artifacts.download_artifacts(trained.model_uri, dst_path=str(tmp_path / "model"))) / "requirements.txt"
-    ).read_text()
+    model_uri = f"models:/{trained_run.registered_model}@champion"
+    requirements = (Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=str(tmp_path / "model"))) / "requirements.txt").read_text()
     assert "tensorflow==" in requirements
-    evaluated = evaluate.run(
-        evaluate.EvaluateConfig(manifest_path=world["manifest"], model_path=trained.model_path, output_dir=str(tmp_path))
-    )
-    registry.run(
-        registry.RegistryConfig(
-            registered_model="tf-model",
-            model_uri=trained.model_uri,
-            run_id=trained.run_id,
-            variant="baseline",
-            dataset_fingerprint="tiny",
-            threshold=evaluated.threshold,
-            metrics=evaluated.test,
-        )
-    )
-    images = str(Path(world["data"].root) / "test" / "FAKE")
-    local = {
-        row.path: row.p_ai_generated
-        for row in predict.run(predict.PredictConfig(images=images, model_uri="models:/tf-model@champion")).predictions
-    }
+    images = str(Path(trained_run.data.root) / "test" / "FAKE")
+    local = {row.path: row.p_ai_generated for row in predict.run(predict.PredictConfig(images=images, model_uri=model_uri)).predictions}
 
-    served = _jax("serve", world["manifest"], "models:/tf-model@champion", images, str(tmp_path / "served"), store=world["store"])
+    served = _jax("serve", trained_run.manifest_path, model_uri, images, str(tmp_path / "served"), store=trained_store)
 
     assert served["backend"] == "jax"
-    assert served["test"]["test/auc"] == pytest.approx(evaluated.test["test/auc"], abs=1e-6)
+    assert served["test"]["test/auc"] == pytest.approx(trained_run.evaluated["test"]["test/auc"], abs=1e-6)
     np.testing.assert_allclose([served["predictions"][key] for key in sorted(local)], [local[key] for key in sorted(local)], atol=1e-4)

@@ -2,11 +2,11 @@
 direction and minimum functionality, each on images whose right answer is not in doubt.
 
 The model is the scratch profile's improved variant (every layer trains from random weights,
-residual blocks zero-initialised), trained for 40 steps on the demo's REAL photograph crops
+residual blocks zero-initialised), trained for 64 steps on the demo's REAL photograph crops
 against the same crops carrying an obvious checkerboard, the trace a stride-2 transposed
 convolution leaves. The test crops come from regions of the photographs that training never saw.
 
-Why this fixture learns: without `zero_init_residual` the same 40 steps leave the training set
+Why this fixture learns: without `zero_init_residual` the same steps leave the training set
 at chance (accuracy 0.5-0.6), and without precise BatchNorm the moving averages still hold their
 initial values (minimum functionality 0.63); with both it fits the training set (0.99).
 """
@@ -57,8 +57,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[keras.Model, np.n
     variant = build_config("improved", "scratch").variant
     keras.utils.set_random_seed(0)
     model = compile_model(variant.model, variant.fit, SIZE)
-    # Batch 16: more steps for the same compute; 5 epochs of 8 steps is where it fits the training set.
-    model.fit(images, labels, batch_size=16, epochs=5, shuffle=True, verbose=0)
+    # Batch 16: more steps for the same compute. 5 epochs of 8 steps is where it first fits the
+    # training set, and left held-out minimum functionality at 0.896-0.95 from run to run (TF's
+    # threaded reductions are not bit-reproducible); 8 epochs keep it clear of the 0.9 bar.
+    model.fit(images, labels, batch_size=16, epochs=8, shuffle=True, verbose=0)
     # What fit.precise_bn_batches does in train.run: a dozen steps leave BatchNorm's moving
     # averages near their initial values, so set them from the training images instead.
     precise_bn = PreciseBatchNorm(tf.data.Dataset.from_tensor_slices((images, labels)).shuffle(len(images), seed=0).batch(32), 4)

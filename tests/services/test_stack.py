@@ -89,14 +89,19 @@ def _client(env: dict[str, str]) -> MlflowClient:
     return MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"], registry_uri=env["MLFLOW_TRACKING_URI"])
 
 
-def test_deployment_run_trains_logs_to_the_server_and_registers(stack, tmp_path: Path):
+@pytest.fixture(scope="module")
+def deployed_run(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess:
+    """`prefect deploy --all`, then one `prefect deployment run … --watch` of train-improved with
+    each stage as its own deployment run (the CPU and GPU stage deployments), as a cluster runs it."""
     deployed = _prefect(stack, "--no-prompt", "deploy", "--all")
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     assert "0 3 * * 1" in _prefect(stack, "deployment", "inspect", "detector-pipeline/train-improved").stdout
-
-    finished = _run(stack, tmp_path / "work")
+    finished = _run(stack, tmp_path_factory.mktemp("deployed") / "work", execution={"stages": "deployments"})
     assert finished.returncode == 0 and "Completed" in finished.stdout, finished.stdout[-3000:] + finished.stderr[-3000:]
+    return finished
 
+
+def test_deployment_run_trains_logs_to_the_server_and_registers(stack, deployed_run):
     client = _client(stack)
     [run] = client.search_runs([client.get_experiment_by_name("detector-tiny").experiment_id], "tags.variant = 'improved'")
     assert run.data.params["model.trainable_backbone_layers"] == "15" and "test/auc" in run.data.metrics
@@ -112,25 +117,7 @@ def test_deployment_run_trains_logs_to_the_server_and_registers(stack, tmp_path:
     assert f"{run.info.run_id}/artifacts/plots/learning_curves.png" in listing and "MLmodel" in listing
 
 
-def test_second_run_on_unchanged_data_skips_training(stack, tmp_path: Path):
-    client = _client(stack)
-    before = len(client.search_model_versions(f"name='{MODEL}'"))
-    experiment = client.get_experiment_by_name("detector-tiny").experiment_id
-    runs_before = len(client.search_runs([experiment]))
-    finished = _run(stack, tmp_path / "fresh-worker-cache")
-    assert finished.returncode == 0, finished.stdout[-3000:]
-    assert len(client.search_model_versions(f"name='{MODEL}'")) == before >= 1
-    assert len(client.search_runs([experiment])) == runs_before
-    assert not (tmp_path / "fresh-worker-cache" / "runs").exists()
-
-
-def test_each_stage_runs_as_its_own_deployment_run_when_configured(stack, tmp_path: Path):
-    deployed = _prefect(stack, "--no-prompt", "deploy", "--all")
-    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-
-    finished = _run(stack, tmp_path / "work", "train-baseline", execution={"stages": "deployments"})
-    assert finished.returncode == 0 and "Completed" in finished.stdout, finished.stdout[-3000:] + finished.stderr[-3000:]
-
+def test_each_stage_ran_as_its_own_deployment_run_in_its_image(stack, deployed_run):
     list_stage_runs = (
         "import json; from prefect.client.orchestration import get_client\n"
         "from prefect.client.schemas.filters import FlowFilter, FlowFilterName\n"
@@ -141,14 +128,23 @@ def test_each_stage_runs_as_its_own_deployment_run_when_configured(stack, tmp_pa
     )
     listing = subprocess.run([sys.executable, "-c", list_stage_runs], env=stack, cwd=REPO, capture_output=True, text=True, check=True)
     stage_runs = json.loads(listing.stdout.strip().splitlines()[-1])
-    assert stage_runs == sorted(
-        [
-            [stage, "gpu" if stage == "train" else "cpu", "COMPLETED"]
-            for stage in ("sync", "validate", "shard", "train", "evaluate", "register")
-        ]
-    )
-    [run] = _client(stack).search_runs([_client(stack).get_experiment_by_name("detector-tiny").experiment_id], "tags.variant = 'baseline'")
-    assert "test/auc" in run.data.metrics  # evaluate, in its own run, logged into the training run
+    expected = [
+        [stage, "gpu" if stage == "train" else "cpu", "COMPLETED"]
+        for stage in ("sync", "validate", "shard", "train", "evaluate", "register")
+    ]
+    assert stage_runs == sorted(expected)
+
+
+def test_second_run_on_unchanged_data_skips_training(stack, deployed_run, tmp_path: Path):
+    client = _client(stack)
+    before = len(client.search_model_versions(f"name='{MODEL}'"))
+    experiment = client.get_experiment_by_name("detector-tiny").experiment_id
+    runs_before = len(client.search_runs([experiment]))
+    finished = _run(stack, tmp_path / "fresh-worker-cache")  # stages in-process this time: the default
+    assert finished.returncode == 0, finished.stdout[-3000:]
+    assert len(client.search_model_versions(f"name='{MODEL}'")) == before >= 1
+    assert len(client.search_runs([experiment])) == runs_before
+    assert not (tmp_path / "fresh-worker-cache" / "runs").exists()
 
 
 def test_mlflow_on_postgresql_keeps_runs_and_versions_in_the_database(tmp_path: Path):

@@ -20,6 +20,7 @@ from mlflow import MlflowClient
 
 from components import settings, train
 from components.config import build_config
+from components.contracts import Manifest
 from tests.conftest import free_port, wait_for_http
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
@@ -80,7 +81,7 @@ def test_outage_mid_training_fails_fast_keeps_checkpoint_and_resumes(server, tin
         "variant": {"fit": {"epochs": 3, "batch_size": 16}},
     }
     cfg = train.TrainConfig(pipeline=build_config("improved", "demo", overrides), manifest_path=manifest_path)
-    run_dir = train.run_directory(cfg, json.loads(Path(manifest_path).read_text()))
+    run_dir = train.run_directory(cfg, Manifest.read(manifest_path))
 
     started = time.monotonic()
     with pytest.raises(settings.TrackingUnavailable, match="stopped answering at epoch 2") as failure:
