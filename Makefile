@@ -36,8 +36,8 @@ demo: $(STAMP)
 # The suite runs on TensorFlow (the default backend); its JAX checks start their own processes
 # (tests/model/test_backends.py, test_distribution.py); the layer and precise-BN tests also run in-process on JAX.
 # In parallel (pytest-xdist): 3 workers on 2 cores, as much of the suite waits on subprocesses and
-# servers; loadgroup keeps each module that shares a costly fixture on one worker (tests/conftest.py).
-PYTEST_PARALLEL ?= -n 3 --dist loadgroup --durations=15
+# servers. The costliest shared fixtures are built once per run across workers (tests/conftest.py).
+PYTEST_PARALLEL ?= -n 3 --durations=15
 test: $(STAMP) $(KFP_STAMP)
 	$(BIN)/pytest $(PYTEST_PARALLEL)
 	KERAS_BACKEND=jax $(BIN)/pytest -q tests/model/test_augment_layer.py tests/model/test_precise_bn.py

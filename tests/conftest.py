@@ -43,25 +43,18 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
-# Module-scoped fixtures that are the cost of their tests (a trained model, a server stack, a
-# flow run): under xdist (`make test`) the tests that use one run on one worker, so it is built
-# once, not once per worker. Session-wide ones use shared_across_workers instead.
-SHARED_MODULE_FIXTURES = {
-    "flows/test_pipeline.py": "compared",
-    "model/test_behavioral.py": "trained",
-    "services/test_stack.py": "stack",
-    "faults/test_registry_lock.py": "server_uri",
-    "kfp/test_compile.py": "compiled",
-}
-
-
 # Tiers (pyproject markers), cheapest first: code (pure functions, static checks of images and
 # manifests), data (datasets, shards, S3), model (a trained tiny ResNet50), flows (Prefect and
 # KFP runs), services (real servers and the whole local stack). Folders say the tier; the
 # fault-injection tests sit in the tier of what they break. `pytest -m "code or data"` runs the
 # first two in a couple of minutes.
-FOLDER_TIERS = {"code": "code", "bench": "code", "infra": "code", "data": "data", "model": "model", "flows": "flows", "kfp": "flows"}
-FOLDER_TIERS["services"] = "services"
+FOLDER_TIERS = {
+    **dict.fromkeys(("code", "bench", "infra"), "code"),
+    "data": "data",
+    "model": "model",
+    **dict.fromkeys(("flows", "kfp"), "flows"),
+    "services": "services",
+}
 FAULT_TIERS = {
     "test_fuzz": "data",
     "test_input_guard": "data",
@@ -93,8 +86,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         where = item.path.relative_to(TESTS)
         item.add_marker(_tier(where.parts[0], item.path.stem))
-        if SHARED_MODULE_FIXTURES.get(where.as_posix()) in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group(where.as_posix()))
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
