@@ -24,7 +24,8 @@ from components.contracts import Manifest
 from tests.conftest import free_port, wait_for_http
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
-# What mlflow.env sets; the bound below follows from it (3 tries, 1 s and 2 s back-off).
+# What mlflow.env sets; the bound below follows from it (3 tries, 1 s and 2 s back-off), counted
+# from the outage, so it holds on a loaded host (it covers epoch 2's training too).
 RETRY_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
 OUTAGE_BOUND_SECONDS = 90
 
@@ -53,10 +54,12 @@ class StopServerAfterFirstEpoch(keras.callbacks.Callback):
     def __init__(self, server: TrackingServer) -> None:
         super().__init__()
         self.server = server
+        self.stopped_at = 0.0
 
     def on_epoch_end(self, epoch, logs=None):
         if epoch == 0:  # epoch 1 is logged by now; epoch 2 will meet a dead server
             self.server.kill()
+            self.stopped_at = time.monotonic()
 
 
 @pytest.fixture
@@ -83,10 +86,10 @@ def test_outage_mid_training_fails_fast_keeps_checkpoint_and_resumes(server, tin
     cfg = train.TrainConfig(pipeline=build_config("improved", "demo", overrides), manifest_path=manifest_path)
     run_dir = train.run_directory(cfg, Manifest.read(manifest_path))
 
-    started = time.monotonic()
+    outage = StopServerAfterFirstEpoch(server)
     with pytest.raises(settings.TrackingUnavailable, match="stopped answering at epoch 2") as failure:
-        train.run(cfg, extra_callbacks=[StopServerAfterFirstEpoch(server)])
-    assert time.monotonic() - started < OUTAGE_BOUND_SECONDS, "the outage was not reported within the bound"
+        train.run(cfg, extra_callbacks=[outage])
+    assert time.monotonic() - outage.stopped_at < OUTAGE_BOUND_SECONDS, "the outage was not reported within the bound"
     assert str(run_dir) in str(failure.value)
     state = json.loads((run_dir / "state.json").read_text())
     assert (state["epoch"], state["logged"]) == (2, 1)  # epoch 2 trained and saved, not yet logged
