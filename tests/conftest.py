@@ -13,7 +13,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,19 +171,31 @@ def _empty_tracking_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@contextmanager
+def tracking_at(uri: str) -> Iterator[str]:
+    """MLflow pointed at this store, in this process and (through the environment variable, which
+    entrypoints read) in the processes it starts; both undone on exit."""
+    import mlflow
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        mlflow.set_tracking_uri(uri)
+        try:
+            yield uri
+        finally:
+            mlflow.set_tracking_uri(None)
+
+
 @pytest.fixture
-def tracking_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _empty_tracking_database: Path) -> str:
-    """A real MLflow sqlite store per test; the environment variable is what entrypoints read."""
+def tracking_store(tmp_path: Path, _empty_tracking_database: Path) -> str:
+    """A real MLflow sqlite store per test."""
     import mlflow
 
     shutil.copyfile(_empty_tracking_database, tmp_path / "mlflow.db")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    # MLflow remembers the active experiment id process-wide; an earlier test's id may not exist here.
-    mlflow.set_experiment(experiment_id="0")
-    yield uri
-    mlflow.set_tracking_uri(None)
+    with tracking_at(f"sqlite:///{tmp_path / 'mlflow.db'}") as uri:
+        # MLflow remembers the active experiment id process-wide; an earlier test's id may not exist here.
+        mlflow.set_experiment(experiment_id="0")
+        yield uri
 
 
 @pytest.fixture(scope="session")
@@ -282,9 +295,7 @@ def _train_tiny_run(folder: Path, dataset: Path, template: Path) -> dict:
     work_dir = str(folder / "work")
     fit = {"epochs": 2, "batch_size": 16, "precise_bn_batches": 2}
     overrides = {"data": data.model_dump(), "work_dir": work_dir, "variant": {"fit": fit}}
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", store)
-        mlflow.set_tracking_uri(store)
+    with tracking_at(store):
         mlflow.set_experiment(experiment_id="0")
         validated = validate.run(validate.ValidateConfig(data=data, work_dir=work_dir))
         fingerprint = validated.dataset_fingerprint
@@ -309,7 +320,6 @@ def _train_tiny_run(folder: Path, dataset: Path, template: Path) -> dict:
                 metrics=evaluated.test,
             )
         )
-        mlflow.set_tracking_uri(None)
     return {
         "store": store,
         "data": data.model_dump(mode="json"),
@@ -328,11 +338,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Path, _e
 
 
 @pytest.fixture
-def trained_store(trained_run: TrainedRun, monkeypatch: pytest.MonkeyPatch) -> str:
+def trained_store(trained_run: TrainedRun) -> str:
     """This test reads (and may add to) the shared run's MLflow store."""
-    import mlflow
-
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained_run.store)
-    mlflow.set_tracking_uri(trained_run.store)
-    yield trained_run.store
-    mlflow.set_tracking_uri(None)
+    with tracking_at(trained_run.store) as uri:
+        yield uri

@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 
 from components import settings
 from components.registry import CHALLENGER, CHAMPION
-from tests.conftest import free_port
+from tests.conftest import free_port, tracking_at
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,30 +55,21 @@ class Compared:
 def compared(prefect_api, tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory, _empty_tracking_database: Path) -> Compared:
     """One compare flow (both variants, one epoch) in its own MLflow store, which the skip test
     then retrains against: a registry that already holds these shards and configs."""
-    import mlflow
-
     from flows.pipeline import compare_variants
 
     root = tmp_path_factory.mktemp("compare")
     shutil.copyfile(_empty_tracking_database, root / "mlflow.db")
     store = f"sqlite:///{root / 'mlflow.db'}"
     overrides = _tiny_overrides(tiny_dataset, root, "flow-test-detector")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", store)
-        mlflow.set_tracking_uri(store)
+    with tracking_at(store):
         outcome = compare_variants(profile="demo", overrides=overrides)
-        mlflow.set_tracking_uri(None)
     return Compared(outcome, overrides, store, root)
 
 
 @pytest.fixture
-def compared_store(compared: Compared, monkeypatch: pytest.MonkeyPatch) -> str:
-    import mlflow
-
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", compared.store)
-    mlflow.set_tracking_uri(compared.store)
-    yield compared.store
-    mlflow.set_tracking_uri(None)
+def compared_store(compared: Compared) -> str:
+    with tracking_at(compared.store) as uri:
+        yield uri
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ import pytest
 
 from components import evaluate, predict, shard, validate
 from components.config import DataConfig
-from tests.conftest import shared_across_workers
+from tests.conftest import shared_across_workers, tracking_at
 
 pytestmark = pytest.mark.slow
 CHECK = Path(__file__).with_name("backend_check.py")
@@ -55,11 +55,9 @@ def jax_trained(tmp_path_factory, tiny_dataset):
 
 
 @pytest.fixture
-def store(jax_trained, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", jax_trained["store"])
-    mlflow.set_tracking_uri(jax_trained["store"])
-    yield jax_trained["store"]
-    mlflow.set_tracking_uri(None)
+def store(jax_trained):
+    with tracking_at(jax_trained["store"]) as uri:
+        yield uri
 
 
 def test_jax_run_records_its_backend_and_needs_jax(jax_trained, store):
