@@ -97,7 +97,10 @@ class _RegistryLock:
             self.client.create_registered_model(self.name, tags={"holder": holder}, description=description)
             return True
         except MlflowException as error:
-            if error.error_code == "RESOURCE_ALREADY_EXISTS":
+            # A taken name fails the insert, and the store then re-reads the model to word its
+            # error: if the holder deleted it in between, that re-read answers "does not exist".
+            # Either way the lock was held when we tried; wait and try again.
+            if error.error_code in ("RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST"):
                 return False
             raise
 

@@ -115,3 +115,23 @@ def test_a_holder_whose_lock_was_taken_over_writes_nothing_more(name: str):
         with pytest.raises(LockLost, match="gone-host:1:dead"):
             lock.verify()
     assert _lock_models(name) == [name + LOCK_SUFFIX], "the new holder's lock is left alone"
+
+
+def test_a_lock_released_while_the_create_reports_it_taken_is_waited_for(tmp_path: Path, _empty_tracking_database: Path):
+    """The race three holders hit: the insert fails on the taken name, the holder deletes its lock,
+    then MLflow's store re-reads the name to word the error and answers RESOURCE_DOES_NOT_EXIST.
+    A SQLite trigger replays that interleaving: it refuses the insert as the taken name would,
+    with no row left to re-read."""
+    import sqlite3
+
+    shutil.copyfile(_empty_tracking_database, tmp_path / "mlflow.db")
+    lock = _RegistryLock(MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}"), "raced")
+    with sqlite3.connect(tmp_path / "mlflow.db") as database:
+        database.execute(
+            "CREATE TRIGGER taken_then_released BEFORE INSERT ON registered_models WHEN NEW.name = 'raced.promotion-lock' "
+            "BEGIN SELECT RAISE(ABORT, 'UNIQUE constraint failed: registered_models.name'); END"
+        )
+    assert lock._try_create() is False  # held when we tried: wait, not fail the promotion
+    with sqlite3.connect(tmp_path / "mlflow.db") as database:
+        database.execute("DROP TRIGGER taken_then_released")
+    assert lock._try_create() is True
