@@ -90,6 +90,35 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
+# Modules whose module- or session-scoped fixture builds something costly (a whole stack and a
+# deployment run, a compare flow, an 8-epoch model, a server, a compiled pipeline): each runs on
+# one xdist worker, which builds it once, instead of on every worker that draws one of its tests.
+ONE_WORKER_MODULES = frozenset(
+    f"tests/{module}.py"
+    for module in ("services/test_stack", "flows/test_pipeline", "model/test_behavioral", "faults/test_registry_lock", "kfp/test_compile")
+)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`-n N` (xdist's `load`) hands each worker a quarter of the suite round-robin up front and
+    splits modules across workers. This hands out one test, or one ONE_WORKER_MODULES module, at
+    a time, in collection order (slow first), to whichever worker is nearly idle: the long tests
+    spread over the workers and no worker ends the run with a queue of them. (xdist's own
+    `loadgroup` would group, but its renaming of node ids is lost under pytest 9.2.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class OneWorkerModules(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.partition("::")[0]
+            return module if module in ONE_WORKER_MODULES else nodeid
+
+    if config.getoption("dist") != "load":
+        return None  # an explicit --dist mode wins
+    config.option.loadscopereorder = False  # keep the slow-first order, not largest-module-first
+    return OneWorkerModules(config, log)
+
+
 def _die_with_parent() -> None:
     """In the child before exec: SIGTERM when the parent dies, the first line of defence."""
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)

@@ -14,9 +14,12 @@
 #           wheels are gigabytes; the TensorFlow lock is the CPU lock plus nvidia-* wheels
 #           (tests/infra/test_docker.py), so the CPU install and imports stand in for both.
 # Installs go through uv (the .venv's own, `make install`): the same pinned sets pip would
-# install, from uv's cache after the first run, in seconds where pip took minutes. --no-compile
-# semantics are uv's default: byte-compiling thousands of modules checks nothing the imports do not.
+# install, from uv's cache after the first run, in seconds where pip took minutes. uv compiles no
+# bytecode (byte-compiling thousands of modules checks nothing the imports do not), so this script
+# lets the first import of a module write it: where PYTHONDONTWRITEBYTECODE is set, as on this
+# host, every later command and server worker would compile MLflow or TensorFlow from source again.
 set -euo pipefail
+unset PYTHONDONTWRITEBYTECODE
 cd "$(dirname "$0")/../.."
 VENV_PYTHON=${VENV_PYTHON:-.venv/bin/python} # Python 3.11, as in the images
 UV=${UV:-.venv/bin/uv}
