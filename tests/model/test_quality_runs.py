@@ -1,5 +1,6 @@
-"""The quality features through the real stages: staged training resumes inside its stage, the
-preserve stem keeps resolution at the report's parameter count, and every evaluated run logs
+"""The quality features through the real stages: staged training resumes inside its stage (and
+is this suite's in-process crash-and-resume test: the crashed run is marked FAILED, the rerun
+continues it), the preserve stem keeps resolution at the report's parameter count, and every evaluated run logs
 its robustness table, calibration and error gallery."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from mlflow import MlflowClient
 
 from components import evaluate, train
 from components.config import IMPROVED, DataConfig, build_config
+from components.contracts import Manifest
 from components.model import build_model, count_parameters
 from components.robustness import CONDITION_NAMES
 
@@ -43,8 +45,16 @@ def test_staged_run_logs_one_epoch_axis_and_resumes_inside_its_stage(tiny_data_c
     cfg = train.TrainConfig(pipeline=build_config("staged", "demo", overrides), manifest_path=manifest_path)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train.run(cfg, extra_callbacks=[CrashInSecondStage()])
+    run_dir = train.run_directory(cfg, Manifest.read(manifest_path))
+    crashed_run_id = (run_dir / "mlflow_run_id").read_text()
+    assert MlflowClient().get_run(crashed_run_id).info.status == "FAILED"
+
     result = train.run(cfg)
-    assert (result.resumed_at_epoch, result.epochs_completed) == (3, 6)
+
+    assert (result.resumed_at_epoch, result.epochs_completed, result.reused) == (3, 6, False)
+    assert result.run_id == crashed_run_id and MlflowClient().get_run(result.run_id).info.status == "FINISHED"
+    losses = MlflowClient().get_metric_history(result.run_id, "train/loss")
+    assert sorted(point.step for point in losses) == [1, 2, 3, 4, 5, 6], "each epoch logged once, none repeated, counted from 1"
     stages = MlflowClient().get_metric_history(result.run_id, "train/stage")
     assert [point.value for point in sorted(stages, key=lambda point: point.step)] == [1.0, 1.0, 2.0, 2.0, 3.0, 3.0]
     rates = [point.value for point in sorted(MlflowClient().get_metric_history(result.run_id, "train/learning_rate"), key=lambda p: p.step)]

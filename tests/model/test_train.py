@@ -1,56 +1,24 @@
 """Training end to end on tiny shards, against a real MLflow sqlite store.
 
-Most tests read the session's one trained tiny run (`trained_run`, tests/conftest.py); only the
-crash-and-resume test trains a model of its own, since crashing is what it tests."""
+The tests read the session's one trained tiny run (`trained_run`, tests/conftest.py). Crashing
+and resuming, which need a training of their own, are tested with staged training
+(test_quality_runs.py) and kill -9 (tests/faults/test_kill_train.py)."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import keras
 import mlflow
 import pytest
 from mlflow import MlflowClient
 
 from components import predict, train
-from components.config import DataConfig, build_config
-from components.contracts import Manifest
 from tests.conftest import TrainedRun
 
 pytestmark = pytest.mark.slow
-
-
-class SimulatedCrash(keras.callbacks.Callback):
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == 0:
-            raise RuntimeError("simulated crash after epoch 1")
-
-
-def test_crash_resumes_at_the_next_epoch_in_the_same_run(tiny_data_config: DataConfig, manifest_path, tmp_path, tracking_store):
-    overrides = {
-        "data": tiny_data_config.model_dump(),
-        "work_dir": str(tmp_path / "work"),
-        "variant": {"fit": {"epochs": 2, "batch_size": 16, "precise_bn_batches": 2}},
-    }
-    cfg = train.TrainConfig(pipeline=build_config("improved", "demo", overrides), manifest_path=manifest_path)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        train.run(cfg, extra_callbacks=[SimulatedCrash()])
-    run_dir = train.run_directory(cfg, Manifest.read(manifest_path))
-    assert json.loads((run_dir / "state.json").read_text())["epoch"] == 1
-    crashed_run_id = (run_dir / "mlflow_run_id").read_text()
-    assert MlflowClient().get_run(crashed_run_id).info.status == "FAILED"
-
-    result = train.run(cfg)
-
-    assert (result.resumed_at_epoch, result.epochs_completed, result.reused) == (1, 2, False)
-    assert result.run_id == crashed_run_id
-    history = MlflowClient().get_metric_history(result.run_id, "train/loss")
-    assert sorted(point.step for point in history) == [1, 2], "each epoch logged once, none repeated, counted from 1"
-    assert MlflowClient().get_run(result.run_id).info.status == "FINISHED"
 
 
 def test_run_records_params_curves_pictures_and_model(trained_run: TrainedRun, trained_store):
