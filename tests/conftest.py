@@ -83,11 +83,12 @@ def _tier(folder: str, module: str) -> str:
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by these markers
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Marks each test with its tier. Runs the slow tests first, so parallel workers start on the
-    long ones and the short ones fill the gaps, instead of one long test ending the run alone."""
+    long ones and the short ones fill the gaps, instead of one long test ending the run alone;
+    first of all the ONE_WORKER_MODULES, each the longest chain one worker runs."""
     for item in items:
         where = item.path.relative_to(TESTS)
         item.add_marker(_tier(where.parts[0], item.path.stem))
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    items.sort(key=lambda item: (item.get_closest_marker("slow") is None, item.nodeid.partition("::")[0] not in ONE_WORKER_MODULES))
 
 
 # Modules whose module- or session-scoped fixture builds something costly (a whole stack and a
