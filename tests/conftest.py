@@ -80,6 +80,19 @@ def _tier(folder: str, module: str) -> str:
     return tier
 
 
+# Modules whose module- or session-scoped fixture builds something costly (a whole stack and a
+# deployment run, a compare flow, an 8-epoch model, a server, a compiled pipeline): each runs on
+# one xdist worker, which builds it once, instead of on every worker that draws one of its tests.
+ONE_WORKER_MODULES = frozenset(
+    f"tests/{module}.py"
+    for module in ("services/test_stack", "flows/test_pipeline", "model/test_behavioral", "faults/test_registry_lock", "kfp/test_compile")
+)
+
+
+def _module(nodeid: str) -> str:
+    return nodeid.partition("::")[0]
+
+
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by these markers
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Marks each test with its tier. Runs the slow tests first, so parallel workers start on the
@@ -88,16 +101,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         where = item.path.relative_to(TESTS)
         item.add_marker(_tier(where.parts[0], item.path.stem))
-    items.sort(key=lambda item: (item.get_closest_marker("slow") is None, item.nodeid.partition("::")[0] not in ONE_WORKER_MODULES))
-
-
-# Modules whose module- or session-scoped fixture builds something costly (a whole stack and a
-# deployment run, a compare flow, an 8-epoch model, a server, a compiled pipeline): each runs on
-# one xdist worker, which builds it once, instead of on every worker that draws one of its tests.
-ONE_WORKER_MODULES = frozenset(
-    f"tests/{module}.py"
-    for module in ("services/test_stack", "flows/test_pipeline", "model/test_behavioral", "faults/test_registry_lock", "kfp/test_compile")
-)
+    items.sort(key=lambda item: (item.get_closest_marker("slow") is None, _module(item.nodeid) not in ONE_WORKER_MODULES))
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -111,11 +115,10 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
 
     class OneWorkerModules(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.partition("::")[0]
-            return module if module in ONE_WORKER_MODULES else nodeid
+            return _module(nodeid) if _module(nodeid) in ONE_WORKER_MODULES else nodeid
 
     if config.getoption("dist") != "load":
-        return None  # an explicit --dist mode wins
+        return None  # another --dist mode was asked for
     config.option.loadscopereorder = False  # keep the slow-first order, not largest-module-first
     return OneWorkerModules(config, log)
 
