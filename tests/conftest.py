@@ -115,7 +115,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
 
     class OneWorkerModules(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return _module(nodeid) if _module(nodeid) in ONE_WORKER_MODULES else nodeid
+            module = _module(nodeid)
+            return module if module in ONE_WORKER_MODULES else nodeid
 
     if config.getoption("dist") != "load":
         return None  # another --dist mode was asked for

@@ -1,7 +1,7 @@
 """The quality features through the real stages: staged training resumes inside its stage (and
 is this suite's in-process crash-and-resume test: the crashed run is marked FAILED, the rerun
-continues it), the preserve stem keeps resolution at the report's parameter count, and every evaluated run logs
-its robustness table, calibration and error gallery."""
+continues it), the preserve stem keeps resolution at the report's parameter count, and every
+evaluated run logs its robustness table, calibration and error gallery."""
 
 from __future__ import annotations
 
