@@ -68,10 +68,9 @@ def load_file(path: str | Path):
 def load_registered(model_uri: str):
     """The Keras model of a registry version, after its flavour and its SHA-256 tag are checked."""
     import mlflow
-    from mlflow import MlflowClient
 
     forbid_pickle()
-    version = resolve_version(MlflowClient(), model_uri)
+    version = resolve_version(model_uri)
     label = f"{version.name} version {version.version}"
     expected = version.tags.get(SHA256_TAG)
     if not expected:
@@ -87,11 +86,16 @@ def load_registered(model_uri: str):
         return load_file(keras_file)
 
 
-def resolve_version(client, model_uri: str):
+def resolve_version(model_uri: str):
+    """The URI's form is checked before the store is opened: opening MLflow's default store
+    creates ./mlflow.db, which a refused URI must not leave behind."""
+    from mlflow import MlflowClient
+
     match = REGISTRY_URI.fullmatch(model_uri)
     if not match:
         expected = "models:/<name>/<version> or models:/<name>@<alias>"
         raise ModelRefused(f"Models load only from the registry ({expected}), where their digest is recorded. Received: {model_uri!r}")
+    client = MlflowClient()
     if match["alias"]:
         return client.get_model_version_by_alias(match["name"], match["alias"])
     return client.get_model_version(match["name"], match["version"])

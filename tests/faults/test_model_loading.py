@@ -114,9 +114,12 @@ def test_a_planted_exported_model_is_refused_before_tensorflow_runs_it(tracking_
     assert isinstance(refused.value, loading.ModelRefused) and "save_exported_model: true" in str(refused.value)
 
 
-def test_only_registry_uris_and_keras_files_are_loaded(tmp_path: Path):
+def test_only_registry_uris_and_keras_files_are_loaded(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     with pytest.raises(loading.ModelRefused, match="Received: 'runs:/abc/model'"):
         loading.load_registered("runs:/abc/model")
+    assert not list(tmp_path.iterdir()), "a refused URI opened (and so created) MLflow's default store"
     keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)]).save(tmp_path / "model.h5")
     with pytest.raises(loading.ModelRefused, match="Only native .keras files"):
         loading.load_file(tmp_path / "model.h5")
