@@ -18,7 +18,8 @@ import keras
 import mlflow
 import numpy as np
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature
+from mlflow.types import Schema, TensorSpec
 
 from components import accelerator, plots, record, stages
 from components.callbacks import EpochState, PreciseBatchNorm, load_state
@@ -69,7 +70,7 @@ def run(cfg: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback] = 
                 model = keras.models.load_model(run_dir / "best.keras")
         model_path = run_dir / "model.keras"
         model.save(model_path)
-        model_uri = _log_outputs(model, cfg, manifest, state["history"], run_dir, val)
+        model_uri = _log_outputs(model, cfg, manifest, state["history"], run_dir)
         result = TrainResult(
             run_id=active.info.run_id,
             experiment_id=active.info.experiment_id,
@@ -193,13 +194,23 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, state: dict[str, Any], placement
     return [*stateless, *tracked.values(), EpochState(run_dir, tracked, state)]
 
 
-def _log_outputs(model: keras.Model, cfg: TrainConfig, manifest: Manifest, history: list[dict], run_dir: Path, val: Any) -> str:
+def _signature(model: keras.Model) -> ModelSignature:
+    """Read off the model's own tensors, not inferred from a prediction, which would trace a
+    predict step of the whole network just to learn two shapes. Served models take float pixels
+    in [0, 255] and give one probability per image, float32 under any precision policy."""
+
+    def spec(tensor: Any) -> Schema:
+        return Schema([TensorSpec(np.dtype("float32"), tuple(-1 if size is None else size for size in tensor.shape))])
+
+    return ModelSignature(inputs=spec(model.inputs[0]), outputs=spec(model.outputs[0]))
+
+
+def _log_outputs(model: keras.Model, cfg: TrainConfig, manifest: Manifest, history: list[dict], run_dir: Path) -> str:
     variant = cfg.pipeline.variant.name
     curves = plots.learning_curves(history, run_dir / "plots" / "learning_curves.png", f"{variant}: learning curves")
     mlflow.log_artifact(str(curves), artifact_path="plots")
     mlflow.log_dict(manifest.model_dump(mode="json"), "data/manifest.json")
-    example = np.asarray(next(iter(val))[0])[:2].astype("float32")  # served models take float pixels in [0, 255]
-    signature = infer_signature(example, model.predict(example, verbose=0))
+    signature = _signature(model)
     info = mlflow.keras.log_model(
         model,
         name="model",
