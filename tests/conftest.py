@@ -81,11 +81,19 @@ def _tier(folder: str, module: str) -> str:
 
 
 # Modules whose module- or session-scoped fixture builds something costly (a whole stack and a
-# deployment run, a compare flow, an 8-epoch model, a server, a compiled pipeline): each runs on
-# one xdist worker, which builds it once, instead of on every worker that draws one of its tests.
+# deployment run, a compare flow, an 8-epoch model, the JAX process, a server, a compiled
+# pipeline): each runs on one xdist worker, which builds it once, instead of on every worker that
+# draws one of its tests.
 ONE_WORKER_MODULES = frozenset(
     f"tests/{module}.py"
-    for module in ("services/test_stack", "flows/test_pipeline", "model/test_behavioral", "faults/test_registry_lock", "kfp/test_compile")
+    for module in (
+        "services/test_stack",
+        "flows/test_pipeline",
+        "model/test_behavioral",
+        "model/test_backends",
+        "faults/test_registry_lock",
+        "kfp/test_compile",
+    )
 )
 
 

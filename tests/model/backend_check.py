@@ -1,10 +1,18 @@
-"""Run by test_backends.py in a fresh process under the backend KERAS_BACKEND names (fixed at import).
+"""The suite's one JAX process (test_backends.py starts it; the backend is fixed when keras is
+first imported, and the suite's own process runs TensorFlow). One process, not one per check:
+each would import JAX and trace ResNet50 again, and the JAX run the distribution check trains is
+a whole training already, so it is the one registered and served under TensorFlow.
 
-Usage:
-  python tests/model/backend_check.py train MANIFEST WORK_DIR DATA_JSON REGISTERED_MODEL IMAGES
-      train one epoch, evaluate, register and predict; prints one JSON line.
-  python tests/model/backend_check.py serve MANIFEST MODEL_URI IMAGES OUT_DIR
-      evaluate and predict a registered model trained elsewhere; prints one JSON line.
+In order, each reported as JSON in a file:
+  1. trained.json: the distribution check (distributed_check.py) on two emulated host devices,
+     whose resumed run is then evaluated, registered as `registered_model` and its champion
+     predicted, in the store MLFLOW_TRACKING_URI names;
+  2. served.json, once a line on stdin names a TensorFlow-trained model (the test's session
+     trains it meanwhile): that model evaluated and served here, from its own store.
+
+Usage: python tests/model/backend_check.py SPEC_JSON < SERVE_JSON
+  SPEC_JSON: {"manifest", "work_dir", "data", "registered_model", "images"}; reports land in work_dir
+  SERVE_JSON: {"store", "manifest", "model_uri", "images"}
 """
 
 from __future__ import annotations
@@ -13,14 +21,14 @@ import json
 import sys
 from pathlib import Path
 
+import distributed_check  # this file's folder is on sys.path
 import keras
 import mlflow
 
-from components import evaluate, predict, registry, train
-from components.config import build_config
+from components import evaluate, predict, registry
 
 
-def serve(manifest_path: str, model_uri: str, images: str, out_dir: str) -> dict:
+def served(manifest_path: str, model_uri: str, images: str, out_dir: str) -> dict:
     model_path = str(Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=out_dir)) / "data" / "model.keras")
     evaluated = evaluate.run(evaluate.EvaluateConfig(manifest_path=manifest_path, model_path=model_path, output_dir=out_dir))
     predicted = predict.run(predict.PredictConfig(images=images, model_uri=model_uri))
@@ -31,17 +39,16 @@ def serve(manifest_path: str, model_uri: str, images: str, out_dir: str) -> dict
     }
 
 
-def train_and_register(manifest_path: str, work_dir: str, data: dict, registered_model: str, images: str) -> dict:
-    overrides = {"data": data, "work_dir": work_dir, "variant": {"fit": {"epochs": 1, "batch_size": 16, "precise_bn_batches": 2}}}
-    trained = train.run(train.TrainConfig(pipeline=build_config("improved", "demo", overrides), manifest_path=manifest_path))
+def trained_and_registered(spec: dict) -> dict:
+    distribution, trained = distributed_check.check(spec["manifest"], spec["work_dir"], spec["data"])
     evaluated = evaluate.run(
         evaluate.EvaluateConfig(
-            manifest_path=manifest_path, model_path=trained.model_path, run_id=trained.run_id, output_dir=f"{work_dir}/eval"
+            manifest_path=spec["manifest"], model_path=trained.model_path, run_id=trained.run_id, output_dir=f"{spec['work_dir']}/eval"
         )
     )
     registry.run(
         registry.RegistryConfig(
-            registered_model=registered_model,
+            registered_model=spec["registered_model"],
             model_uri=trained.model_uri,
             run_id=trained.run_id,
             variant="improved",
@@ -50,10 +57,11 @@ def train_and_register(manifest_path: str, work_dir: str, data: dict, registered
             metrics=evaluated.test,
         )
     )
-    champion = f"models:/{registered_model}@champion"
-    predicted = predict.run(predict.PredictConfig(images=images, model_uri=champion))
-    requirements = Path(mlflow.artifacts.download_artifacts(trained.model_uri, dst_path=f"{work_dir}/req")) / "requirements.txt"
+    champion = f"models:/{spec['registered_model']}@champion"
+    predicted = predict.run(predict.PredictConfig(images=spec["images"], model_uri=champion))
+    requirements = Path(mlflow.artifacts.download_artifacts(trained.model_uri, dst_path=f"{spec['work_dir']}/req")) / "requirements.txt"
     return {
+        "distribution": distribution,
         "backend": keras.backend.backend(),
         "run_id": trained.run_id,
         "model_uri": champion,
@@ -65,10 +73,10 @@ def train_and_register(manifest_path: str, work_dir: str, data: dict, registered
 
 
 if __name__ == "__main__":
-    mode, *arguments = sys.argv[1:]
-    if mode == "train":
-        manifest, work, data_json, name, folder = arguments
-        outcome = train_and_register(manifest, work, json.loads(data_json), name, folder)
-    else:
-        outcome = serve(*arguments)
-    print(json.dumps(outcome))
+    spec = json.loads(sys.argv[1])
+    reports = Path(spec["work_dir"])
+    (reports / "trained.json").write_text(json.dumps(trained_and_registered(spec)))
+    serve = json.loads(sys.stdin.readline())
+    mlflow.set_tracking_uri(serve["store"])
+    outcome = served(serve["manifest"], serve["model_uri"], serve["images"], str(reports / "served"))
+    (reports / "served.json").write_text(json.dumps(outcome))

@@ -1,7 +1,7 @@
-"""Run by test_distribution.py in a fresh process, under the backend KERAS_BACKEND names: the two
-devices that data parallelism spreads over must exist before the backend initialises them
-(TensorFlow: two logical CPUs, made here; JAX: XLA_FLAGS=--xla_force_host_platform_device_count=2,
-set by the test).
+"""Run by test_distribution.py in a fresh TensorFlow process, and imported by the JAX session
+(backend_check.py). The two devices that data parallelism spreads over must exist before the
+backend initialises them (TensorFlow: two logical CPUs, made here; JAX:
+XLA_FLAGS=--xla_force_host_platform_device_count=2, set by the test that starts the process).
 
 Usage: python tests/model/distributed_check.py MANIFEST WORK_DIR DATA_JSON; prints one JSON line.
 """
@@ -51,9 +51,10 @@ def fit_on_fixed_batches(distribution: str, per_replica_batch: int) -> dict:
     }
 
 
-def crash_and_resume(manifest_path: str, work_dir: str, data: dict) -> dict:
+def crash_and_resume(manifest_path: str, work_dir: str, data: dict) -> tuple[dict, train.TrainResult]:
     """Global batch 10 (5 per device): the 11-image validation split ends on a batch of one, the
-    case that once gave one replica an empty batch; it is padded with a zero-weight copy now."""
+    case that once gave one replica an empty batch; it is padded with a zero-weight copy now.
+    Returns what the test checks, and the resumed run (the JAX session registers and serves it)."""
     overrides = {
         "data": data,
         "work_dir": work_dir,
@@ -67,17 +68,16 @@ def crash_and_resume(manifest_path: str, work_dir: str, data: dict) -> dict:
     except RuntimeError as error:
         crashed = str(error)
     result = train.run(cfg)
-    return {"crashed": crashed, "resumed_at_epoch": result.resumed_at_epoch, "epochs_completed": result.epochs_completed}
+    return {"crashed": crashed, "resumed_at_epoch": result.resumed_at_epoch, "epochs_completed": result.epochs_completed}, result
+
+
+def check(manifest_path: str, work_dir: str, data: dict) -> tuple[dict, train.TrainResult]:
+    """The same 64 images on two devices and on one, then a distributed run crashed and resumed."""
+    resume, resumed = crash_and_resume(manifest_path, work_dir, data)
+    outcome = {"parallel": fit_on_fixed_batches("data_parallel", 8), "single": fit_on_fixed_batches("none", 16), "resume": resume}
+    return outcome, resumed
 
 
 if __name__ == "__main__":
     manifest, work, data_json = sys.argv[1:4]
-    print(
-        json.dumps(
-            {
-                "parallel": fit_on_fixed_batches("data_parallel", 8),
-                "single": fit_on_fixed_batches("none", 16),
-                "resume": crash_and_resume(manifest, work, json.loads(data_json)),
-            }
-        )
-    )
+    print(json.dumps(check(manifest, work, json.loads(data_json))[0]))

@@ -1,8 +1,9 @@
-"""A model trained under one Keras backend is evaluated, registered and served under the other.
+"""Under JAX: data parallelism on two devices, and a model trained under one Keras backend
+evaluated, registered and served under the other.
 
-The JAX side runs in its own process (tests/model/backend_check.py): the backend is fixed when
-keras is first imported, and this process runs TensorFlow, the default. Both share one real
-MLflow sqlite store.
+The JAX side is one process for the whole suite (tests/model/backend_check.py): the backend is
+fixed when keras is first imported, and this process runs TensorFlow, the default. It starts on
+its own work while this process trains the session's TensorFlow model, which it then serves.
 """
 
 from __future__ import annotations
@@ -20,44 +21,80 @@ import pytest
 
 from components import evaluate, predict, shard, validate
 from components.config import DataConfig
-from tests.conftest import shared_across_workers, tracking_at
+from tests.conftest import TrainedRun, shared_across_workers, tracking_at
+from tests.model.test_distribution import assert_data_parallel_matches_one_device_and_resumes
 
 pytestmark = pytest.mark.slow
 CHECK = Path(__file__).with_name("backend_check.py")
+REPO = Path(__file__).parents[2]
 
 
-def _jax(*arguments: str, store: str) -> dict:
-    environment = {**os.environ, "KERAS_BACKEND": "jax", "MLFLOW_TRACKING_URI": store}
-    done = subprocess.run(
-        [sys.executable, str(CHECK), *arguments], capture_output=True, text=True, cwd=Path(__file__).parents[2], env=environment
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def _train_under_jax(root: Path, dataset: Path) -> dict:
+def _jax_session(root: Path, dataset: Path, tensorflow_run) -> dict:
     """Shards of the tiny data (with the default live augmentation policy), one MLflow store, and
-    a model trained and registered there by a JAX process: what backend_check.py reports, plus
-    where it all is."""
+    the JAX process's two reports (backend_check.py), plus where it all is. `tensorflow_run`
+    gives the session's TensorFlow-trained run, built while the JAX process works."""
+    work_dir = root / "work"
     data = DataConfig(root=str(dataset), image_size=32, encoding="png", images_per_shard=8)
-    validated = validate.run(validate.ValidateConfig(data=data, work_dir=str(root / "work")))
+    validated = validate.run(validate.ValidateConfig(data=data, work_dir=str(work_dir)))
     config = shard.ShardConfig(
-        data=data, report_path=validated.report_path, dataset_fingerprint=validated.dataset_fingerprint, work_dir=str(root / "work")
+        data=data, report_path=validated.report_path, dataset_fingerprint=validated.dataset_fingerprint, work_dir=str(work_dir)
     )
     manifest, store, images = shard.run(config).manifest_path, f"sqlite:///{root / 'mlflow.db'}", str(dataset / "test" / "FAKE")
-    trained = _jax("train", manifest, str(root / "jax"), data.model_dump_json(), "jax-model", images, store=store)
-    return {**trained, "manifest": manifest, "store": store, "images": images}
+    spec = {"manifest": manifest, "work_dir": str(root / "jax"), "data": data.model_dump(mode="json"), "registered_model": "jax-model"}
+    (root / "jax").mkdir()
+    environment = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        "MLFLOW_TRACKING_URI": store,
+    }
+    log_path = root / "jax.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, str(CHECK), json.dumps({**spec, "images": images})],
+            stdin=subprocess.PIPE,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=REPO,
+            env=environment,
+        )
+        try:
+            served: TrainedRun = tensorflow_run()
+            serve = {
+                "store": served.store,
+                "manifest": served.manifest_path,
+                "model_uri": f"models:/{served.registered_model}@champion",
+                "images": str(Path(served.data.root) / "test" / "FAKE"),
+            }
+            process.communicate(json.dumps(serve) + "\n", timeout=1500)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert process.returncode == 0, log_path.read_text()[-3000:]
+    reports = {name: json.loads((root / "jax" / f"{name}.json").read_text()) for name in ("trained", "served")}
+    return {**reports, "manifest": manifest, "store": store, "images": images}
 
 
 @pytest.fixture(scope="session")
-def jax_trained(tmp_path_factory, tiny_dataset):
-    return shared_across_workers(tmp_path_factory, "jax-trained", lambda root: _train_under_jax(root, tiny_dataset))
+def jax_session(tmp_path_factory, tiny_dataset, request):
+    tensorflow_run = lambda: request.getfixturevalue("trained_run")  # noqa: E731
+    return shared_across_workers(tmp_path_factory, "jax-session", lambda root: _jax_session(root, tiny_dataset, tensorflow_run))
+
+
+@pytest.fixture
+def jax_trained(jax_session):
+    return {**jax_session["trained"], **{key: jax_session[key] for key in ("manifest", "store", "images")}}
 
 
 @pytest.fixture
 def store(jax_trained):
     with tracking_at(jax_trained["store"]) as uri:
         yield uri
+
+
+def test_jax_data_parallel_on_two_devices_matches_one_device_and_resumes(jax_session):
+    assert_data_parallel_matches_one_device_and_resumes(jax_session["trained"]["distribution"], "jax")
 
 
 def test_jax_run_records_its_backend_and_needs_jax(jax_trained, store):
@@ -71,6 +108,7 @@ def test_jax_run_records_its_backend_and_needs_jax(jax_trained, store):
 
 
 def test_jax_trained_model_evaluates_and_predicts_alike_under_tensorflow(jax_trained, store, tmp_path):
+    """The distributed, crashed and resumed JAX run, registered there, read back here."""
     model_path = str(Path(mlflow.artifacts.download_artifacts(jax_trained["model_uri"], dst_path=str(tmp_path))) / "data" / "model.keras")
     config = evaluate.EvaluateConfig(manifest_path=jax_trained["manifest"], model_path=model_path, output_dir=str(tmp_path))
     evaluated = evaluate.run(config)
@@ -83,8 +121,8 @@ def test_jax_trained_model_evaluates_and_predicts_alike_under_tensorflow(jax_tra
     )
 
 
-def test_tensorflow_trained_model_is_served_under_jax(trained_run, trained_store, tmp_path):
-    """The session's TensorFlow-trained champion, evaluated and served in a JAX process."""
+def test_tensorflow_trained_model_is_served_under_jax(jax_session, trained_run, trained_store, tmp_path):
+    """The session's TensorFlow-trained champion, evaluated and served in the JAX process."""
     assert keras.backend.backend() == "tensorflow"
     model_uri = f"models:/{trained_run.registered_model}@champion"
     requirements = (Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=str(tmp_path / "model"))) / "requirements.txt").read_text()
@@ -92,7 +130,7 @@ def test_tensorflow_trained_model_is_served_under_jax(trained_run, trained_store
     images = str(Path(trained_run.data.root) / "test" / "FAKE")
     local = {row.path: row.p_ai_generated for row in predict.run(predict.PredictConfig(images=images, model_uri=model_uri)).predictions}
 
-    served = _jax("serve", trained_run.manifest_path, model_uri, images, str(tmp_path / "served"), store=trained_store)
+    served = jax_session["served"]
 
     assert served["backend"] == "jax"
     assert served["test"]["test/auc"] == pytest.approx(trained_run.evaluated["test"]["test/auc"], abs=1e-6)

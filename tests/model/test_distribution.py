@@ -2,7 +2,8 @@
 
 TensorFlow spreads over two logical CPUs with MirroredStrategy, JAX over two emulated host
 devices with keras.distribution.DataParallel; each runs in its own process (the backend and the
-device count are fixed when it starts).
+device count are fixed when it starts): TensorFlow's here, JAX's in the suite's one JAX process
+(test_backends.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components import accelerator, shard, validate
+from components import accelerator
 from components.config import FitConfig, RuntimeConfig
 
 CHECK = Path(__file__).with_name("distributed_check.py")
@@ -39,34 +40,8 @@ def test_a_runtime_for_the_other_backend_is_refused_by_name():
         accelerator.resolve(FitConfig(), RuntimeConfig(backend=other))
 
 
-@pytest.fixture(scope="module")
-def sharded(tmp_path_factory, tiny_dataset):
-    from components.config import DataConfig
-
-    data = DataConfig(root=str(tiny_dataset), image_size=32, encoding="png", images_per_shard=8)
-    work_dir = str(tmp_path_factory.mktemp("distribution") / "work")
-    validated = validate.run(validate.ValidateConfig(data=data, work_dir=work_dir))
-    config = shard.ShardConfig(
-        data=data, report_path=validated.report_path, dataset_fingerprint=validated.dataset_fingerprint, work_dir=work_dir
-    )
-    return shard.run(config).manifest_path, work_dir, data
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
-def test_data_parallel_on_two_devices_matches_one_device_and_resumes(sharded, backend, tmp_path):
-    manifest_path, _, data = sharded
-    environment = {
-        **os.environ,
-        "KERAS_BACKEND": backend,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-    }
-    command = [sys.executable, str(CHECK), manifest_path, str(tmp_path / "work"), data.model_dump_json()]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).parents[2], env=environment)
-    assert done.returncode == 0, done.stderr[-3000:]
-    outcome = json.loads(done.stdout.strip().splitlines()[-1])
-
+def assert_data_parallel_matches_one_device_and_resumes(outcome: dict, backend: str) -> None:
+    """What distributed_check.py reports, under either backend."""
     parallel, single = outcome["parallel"], outcome["single"]
     assert parallel["backend"] == single["backend"] == backend
     assert (parallel["replicas"], parallel["global_batch_size"]) == (2, 16)
@@ -75,3 +50,13 @@ def test_data_parallel_on_two_devices_matches_one_device_and_resumes(sharded, ba
     for distributed, local in zip(parallel["head"], single["head"]):
         np.testing.assert_allclose(distributed, local, rtol=1e-3, atol=1e-5)
     assert outcome["resume"] == {"crashed": "simulated crash after epoch 1", "resumed_at_epoch": 1, "epochs_completed": 2}
+
+
+@pytest.mark.slow
+def test_data_parallel_on_two_devices_matches_one_device_and_resumes(tiny_data_config, manifest_path, tmp_path):
+    """TensorFlow's; the JAX case runs in the suite's JAX process (test_backends.py)."""
+    environment = {**os.environ, "KERAS_BACKEND": "tensorflow", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    command = [sys.executable, str(CHECK), manifest_path, str(tmp_path / "work"), tiny_data_config.model_dump_json()]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).parents[2], env=environment)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_data_parallel_matches_one_device_and_resumes(json.loads(done.stdout.strip().splitlines()[-1]), "tensorflow")
