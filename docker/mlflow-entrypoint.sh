@@ -21,4 +21,7 @@ database_uri = ${MLFLOW_AUTH_DATABASE_URI}
 admin_username = ${MLFLOW_AUTH_ADMIN_USERNAME:-admin}
 authorization_function = mlflow.server.auth:authenticate_request_basic_auth
 INI
+# MLflow's server-side job runners (GenAI judges, trace roll-ups) serve nothing the detector
+# does, and would start seven more Python processes in the container.
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
 exec mlflow server --app-name basic-auth --serve-artifacts "$@"

@@ -42,6 +42,10 @@ def pytest_configure(config: pytest.Config) -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+    # The `mlflow server`s tests start run as the project's do (infra/local/services.sh, the
+    # image's entrypoint): without MLflow's job runners, seven processes that cost each server
+    # 16 s of CPU on this 2-core machine. The stack test checks services.sh's own default.
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
 
 
 # Tiers (pyproject markers), cheapest first: code (pure functions, static checks of images and

@@ -32,6 +32,9 @@ export PREFECT_HOME=$STACK_DIR/prefect-home
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
 export PREFECT_API_URL=http://127.0.0.1:$PREFECT_PORT/api
 export MLFLOW_TRACKING_URI=http://127.0.0.1:$MLFLOW_PORT
+# MLflow's server-side job runners (GenAI judges, trace roll-ups) serve nothing the detector does,
+# and start seven more Python processes with the server: 16 s of CPU on a 2-core host.
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION=${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}
 LOGS=$STACK_DIR/logs
 PIDS=$STACK_DIR/pids
 

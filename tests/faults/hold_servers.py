@@ -13,7 +13,7 @@ from tests.conftest import free_port, wait_for_http
 
 
 def test_hold_servers_until_killed(s3_endpoint, tmp_path):
-    # The way test_tracking_outage starts mlflow: its own session, gunicorn and job-consumer children.
+    # The way test_tracking_outage starts mlflow: its own session, a uvicorn worker child.
     port = free_port()
     command = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     command += ["--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--artifacts-destination", str(tmp_path / "artifacts")]

@@ -1,6 +1,6 @@
 """A test run SIGKILLed mid-way (CI timeout, a second Ctrl-C) takes its servers with it: moto
-started through conftest's start_server, and an `mlflow server` with its workers and job
-consumers started in its own session."""
+started through conftest's start_server, and an `mlflow server` with its worker started in its
+own session."""
 
 from __future__ import annotations
 

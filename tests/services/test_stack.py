@@ -39,10 +39,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Path):
 
 def _stack_env(stack_dir: Path, **settings: str) -> dict[str, str]:
     """What services.sh reads: free ports, its own folder, this interpreter's venv; none of the
-    caller's connection settings, so the stack and its clients meet only each other."""
-    env = {
-        key: value for key, value in os.environ.items() if key not in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL", "MLFLOW_S3_ENDPOINT_URL")
-    }
+    caller's connection settings, so the stack and its clients meet only each other, nor the
+    suite's MLflow server setting, so the script's own default is what runs."""
+    caller = ("MLFLOW_TRACKING_URI", "PREFECT_API_URL", "MLFLOW_S3_ENDPOINT_URL", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION")
+    env = {key: value for key, value in os.environ.items() if key not in caller}
     ports = {name: str(free_port()) for name in ("S3_PORT", "MLFLOW_PORT", "PREFECT_PORT")}
     owner = {"STACK_OWNER_PID": str(os.getpid())}  # the stack dies with this test run, however it ends
     return {**env, **ports, **owner, "STACK_DIR": str(stack_dir), "BIN": str(Path(sys.executable).parent), **settings}
@@ -174,3 +174,16 @@ def test_mlflow_on_postgresql_keeps_runs_and_versions_in_the_database(tmp_path: 
 
 def test_the_env_file_holding_the_s3_secret_is_readable_by_its_owner_only(stack: dict[str, str]):
     assert (Path(stack["STACK_DIR"]) / "env").stat().st_mode & 0o777 == 0o600
+
+
+def test_mlflow_runs_without_the_job_runners_the_detector_never_uses(stack: dict[str, str]):
+    server = int((Path(stack["STACK_DIR"]) / "pids" / "mlflow.pid").read_text())
+    session = {}  # pid: command line, of every process in the server's session (services.sh starts it with setsid)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rpartition(")")[2].split()[3]) == server:
+                session[stat.parent.name] = (stat.parent / "cmdline").read_bytes()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # ended meanwhile
+    assert len(session) >= 2, session  # the server and its uvicorn worker
+    assert not [line for line in session.values() if b"huey" in line or b"_job_runner" in line], session
