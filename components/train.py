@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -66,10 +67,12 @@ def run(cfg: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback] = 
                     shuffle=False,  # the reader already shuffles files and records
                 )
                 state = load_state(run_dir)
+            final = run_dir / "last.keras"  # EpochState saved it at the last epoch's end
             if fit.best_checkpoint_metric and (run_dir / "best.keras").is_file():
-                model = keras.models.load_model(run_dir / "best.keras")
+                final = run_dir / "best.keras"
+                model = keras.models.load_model(final)
         model_path = run_dir / "model.keras"
-        model.save(model_path)
+        shutil.copyfile(final, model_path)  # the same model as saved: a copy, not a third save of its weights
         model_uri = _log_outputs(model, cfg, manifest, state["history"], run_dir)
         result = TrainResult(
             run_id=active.info.run_id,
