@@ -58,8 +58,12 @@ class Guard:
 @contextmanager
 def guarded(workers: int, timeout_seconds: float, memory_mb: int) -> Iterator[Guard]:
     workers = max(1, workers)
-    # spawn, not fork: the caller may already hold TensorFlow's threads, which fork would corrupt.
-    pool = ProcessPool(max_workers=workers, initializer=_cap_memory, initargs=(memory_mb,), context=get_context("spawn"))
+    # forkserver, not fork: the caller may already hold TensorFlow's threads, which fork would
+    # corrupt. Workers fork from a clean server process that imported the decoders once, where
+    # spawn started a fresh interpreter per worker, and per replaced worker, importing them again.
+    context = get_context("forkserver")
+    context.set_forkserver_preload(["components.images"])
+    pool = ProcessPool(max_workers=workers, initializer=_cap_memory, initargs=(memory_mb,), context=context)
     try:
         yield Guard(pool, workers, timeout_seconds)
     finally:
