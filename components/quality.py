@@ -31,7 +31,12 @@ def summary(run_ids: dict[str, str]) -> tuple[str, str]:
             for condition in CONDITION_NAMES
         ]
     )
-    return clean.to_markdown(index=False), robust.to_markdown(index=False)
+    return _markdown(clean), _markdown(robust)
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    """A figure a run did not log shows as `-`: pandas holds it as NaN, which would print as `nan`."""
+    return table.astype(object).where(table.notna(), None).to_markdown(index=False, missingval="-")
 
 
 def _rounded(value: float | None) -> float | None:

@@ -122,3 +122,26 @@ def test_predict_averages_the_five_crops_of_a_crop_model(tmp_path):
     assert _scores(model, [crops]) == pytest.approx([50.0])
     (_, [centre], _), *_ = prepared_batches([tmp_path / "a.png"], manifest, PredictConfig(images=str(tmp_path), workers=1))
     assert centre.shape == (size, size, 3) and _scores(model, [centre]) == pytest.approx([50.0])
+
+
+def test_quality_summary_reads_each_variants_figures_back_from_its_run(tracking_store):
+    """What `make quality` prints: one column per variant, from the runs in a real MLflow store;
+    a figure a run did not log shows as `-`."""
+    from mlflow import MlflowClient
+
+    from components import quality
+    from components.robustness import CONDITION_NAMES
+
+    client = MlflowClient()
+    improved, baseline = (client.create_run("0").info.run_id for _ in range(2))
+    for name, value in {"test/auc": 0.912345678, "calibration/ece": 0.05, "robust/jpeg_q50/auc": 0.8}.items():
+        client.log_metric(improved, name, value)
+    client.log_metric(baseline, "test/auc", 0.7)
+
+    clean, robust = quality.summary({"improved": improved, "baseline": baseline})
+
+    clean_rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:4]] for line in clean.splitlines()[2:]}
+    assert clean_rows["AUC"] == ["0.9123", "0.7"] and clean_rows["ECE"] == ["0.05", "-"]
+    robust_rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:6]] for line in robust.splitlines()[2:]}
+    assert list(robust_rows) == list(CONDITION_NAMES)
+    assert robust_rows["jpeg_q50"] == ["0.8", "-", "-", "-"]
