@@ -40,7 +40,13 @@ def _jax_session(root: Path, dataset: Path, tensorflow_run) -> dict:
         data=data, report_path=validated.report_path, dataset_fingerprint=validated.dataset_fingerprint, work_dir=str(work_dir)
     )
     manifest, store, images = shard.run(config).manifest_path, f"sqlite:///{root / 'mlflow.db'}", str(dataset / "test" / "FAKE")
-    spec = {"manifest": manifest, "work_dir": str(root / "jax"), "data": data.model_dump(mode="json"), "registered_model": "jax-model"}
+    spec = {
+        "manifest": manifest,
+        "work_dir": str(root / "jax"),
+        "data": data.model_dump(mode="json"),
+        "registered_model": "jax-model",
+        "images": images,
+    }
     (root / "jax").mkdir()
     environment = {
         **os.environ,
@@ -51,7 +57,7 @@ def _jax_session(root: Path, dataset: Path, tensorflow_run) -> dict:
     log_path = root / "jax.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [sys.executable, str(CHECK), json.dumps({**spec, "images": images})],
+            [sys.executable, str(CHECK), json.dumps(spec)],
             stdin=subprocess.PIPE,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -60,17 +66,18 @@ def _jax_session(root: Path, dataset: Path, tensorflow_run) -> dict:
             env=environment,
         )
         try:
-            served: TrainedRun = tensorflow_run()
+            tensorflow: TrainedRun = tensorflow_run()
             serve = {
-                "store": served.store,
-                "manifest": served.manifest_path,
-                "model_uri": f"models:/{served.registered_model}@champion",
-                "images": str(Path(served.data.root) / "test" / "FAKE"),
+                "store": tensorflow.store,
+                "manifest": tensorflow.manifest_path,
+                "model_uri": f"models:/{tensorflow.registered_model}@champion",
+                "images": str(Path(tensorflow.data.root) / "test" / "FAKE"),
             }
             process.communicate(json.dumps(serve) + "\n", timeout=1500)
         finally:
             if process.poll() is None:
                 process.kill()
+                process.wait()
     assert process.returncode == 0, log_path.read_text()[-3000:]
     reports = {name: json.loads((root / "jax" / f"{name}.json").read_text()) for name in ("trained", "served")}
     return {**reports, "manifest": manifest, "store": store, "images": images}
