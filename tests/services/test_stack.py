@@ -177,13 +177,10 @@ def test_the_env_file_holding_the_s3_secret_is_readable_by_its_owner_only(stack:
 
 
 def test_mlflow_runs_without_the_job_runners_the_detector_never_uses(stack: dict[str, str]):
-    server = int((Path(stack["STACK_DIR"]) / "pids" / "mlflow.pid").read_text())
-    session = {}  # pid: command line, of every process in the server's session (services.sh starts it with setsid)
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rpartition(")")[2].split()[3]) == server:
-                session[stat.parent.name] = (stat.parent / "cmdline").read_bytes()
-        except (FileNotFoundError, ProcessLookupError):
-            continue  # ended meanwhile
-    assert len(session) >= 2, session  # the server and its uvicorn worker
-    assert not [line for line in session.values() if b"huey" in line or b"_job_runner" in line], session
+    from infra.local.reaper import remember_descendants
+
+    children: dict[int, int] = {}
+    remember_descendants(int((Path(stack["STACK_DIR"]) / "pids" / "mlflow.pid").read_text()), children)
+    commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in children]
+    assert commands, "the server's uvicorn worker"
+    assert not [line for line in commands if b"huey" in line or b"_job_runner" in line], commands
