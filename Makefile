@@ -62,7 +62,7 @@ ui-check: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
-# Detection quality on real images (README "Detection quality on real images"): trains on
+# Detection quality on real images (docs/quality.md): trains on
 # QUALITY_DATA, prints the comparison, robustness and calibration tables.
 QUALITY_DATA ?= ../shared/data/cifake-dev
 QUALITY_ARGS ?=
@@ -76,6 +76,7 @@ gpu-carry: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 # Images, compose and Kubernetes without a docker engine or cluster: the infra tests (hadolint,
 # Compose's own loader, Kubernetes schemas, the work-pool template through Prefect's

@@ -48,8 +48,8 @@ def shard_folder(root: Path, work_dir: Path, data: dict, augment: dict | None = 
     """
     import time
 
-    from components import shard, validate
     from components.config import AugmentConfig, DataConfig
+    from components.data import shard, validate
 
     data_cfg = DataConfig(root=str(root), **data)
     validated = validate.run(validate.ValidateConfig(data=data_cfg, work_dir=str(root.parent / "validation")))

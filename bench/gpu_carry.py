@@ -1,8 +1,8 @@
 """Shards for bench/gpu_check.sh, written here and carried to the GPU host (`make gpu-carry`).
 
-TensorFlow-free (components/shard_reader.py writes the framing), so the same code can write them
+TensorFlow-free (components/data/shard_reader.py writes the framing), so the same code can write them
 on the GPU host itself. Two sets, under bench/carry/ (git-ignored):
-- photo224/: photo-like 224 px JPEGs (smooth colour fields plus fine grain, about the size of
+- photos/: photo-like 224 px JPEGs (`--photo-size`) (smooth colour fields plus fine grain, about the size of
   camera photos at that scale), with the improved variant's live augmentation policy;
 - cifake/: the CIFAKE dev subset (../shared/data/cifake-dev) as it is, 32 px JPEGs, for a short real
   training with a test AUC.
@@ -19,8 +19,8 @@ import numpy as np
 from PIL import Image
 
 from components.contracts import Augmentation, Manifest, ManifestEncoding, ManifestSource, SplitEntry, SplitPolicy
-from components.records import shard_name
-from components.shard_reader import encode_example, write_records
+from components.data.schema import serialize, shard_name
+from components.data.shard_reader import write_records
 
 POLICY = {"rotation_degrees": 20.0, "shift_fraction": 0.2, "horizontal_flip": True}
 PER_SHARD = 256
@@ -34,9 +34,9 @@ def write_set(folder: Path, splits: dict[str, list[tuple[bytes, int]]], size: in
         names = [shard_name(split, index, count) for index in range(count)]
         for index, name in enumerate(names):
             chunk = examples[index * PER_SHARD : (index + 1) * PER_SHARD]
-            write_records(folder / name, (encode_example(data, label, f"{split}/{i}") for i, (data, label) in enumerate(chunk)))
+            write_records(folder / name, (serialize(data, label, f"{split}/{i}") for i, (data, label) in enumerate(chunk)))
         entries[split] = SplitEntry(files=names, count=len(examples))
-    # Made here, not by components/shard.py: the provenance fields say so.
+    # Made here, not by components/data/shard.py: the provenance fields say so.
     manifest = Manifest(
         shard_key=folder.name,
         dataset_fingerprint=folder.name,
@@ -85,10 +85,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="bench/carry", help="Where the two sets go (default: %(default)s).")
     parser.add_argument("--photos", type=int, default=2000, help="Photo-like 224 px images (default: %(default)s).")
+    parser.add_argument(
+        "--photo-size", type=int, default=224, help="Their size in pixels; smaller only for a dry run (default: %(default)s)."
+    )
     parser.add_argument("--cifake", default="../shared/data/cifake-dev", help="CIFAKE subset root; '' skips it (default: %(default)s).")
     args = parser.parse_args()
     out = Path(args.out)
-    print(write_set(out / "photo224", {"train": photo_like(args.photos)}, 224, POLICY))
+    print(write_set(out / "photos", {"train": photo_like(args.photos, args.photo_size)}, args.photo_size, POLICY))
     if args.cifake:
         print(
             write_set(

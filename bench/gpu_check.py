@@ -1,7 +1,7 @@
 """GPU check (bench/gpu_check.sh): runs on Keras with JAX and no TensorFlow, from carried shards.
 
 Prints and writes bench/gpu_results.json:
-(a) in-memory training rates, baseline and improved at 224 px, mixed_bfloat16 and float32
+(a) in-memory training rates, baseline and improved at the photos' size (224 px), mixed_bfloat16 and float32
     (`fit` on pre-decoded uint8 batches, random weights: the same math, no download);
 (b) end-to-end training rate of the improved variant from the 224 px JPEG shards, decoded by the
     TensorFlow-free reader's threads, live augmentation in the model on the accelerator;
@@ -21,12 +21,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from components import accelerator
-from components.compiled import compile_model
 from components.config import BASELINE, IMPROVED, RuntimeConfig
-from components.records import geometry, make_dataset, read_manifest
-
-SIZE = 224
+from components.data.reader import make_dataset
+from components.data.schema import geometry, read_manifest
+from components.training import accelerator
+from components.training.compiled import compile_model
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -47,21 +46,21 @@ class EpochTimer(keras.callbacks.Callback):
 BATCH = int(os.environ.get("GPU_CHECK_BATCH", "256"))  # per device; smaller only for a dry run on CPU
 
 
-def placed(variant, precision: str, augment: dict | None = None):
+def placed(variant, precision: str, size: int, augment: dict | None = None):
     runtime = RuntimeConfig(precision=precision, batch_per_device=BATCH, reader="python", augmentation="model")
     fit = variant.fit.with_changes(batch_size=BATCH)
     placement = accelerator.resolve(fit, runtime)
     keras.utils.set_random_seed(0)
     with accelerator.building(placement):
-        model = compile_model(variant.model.with_changes(backbone_weights="none"), fit, SIZE, placement, augment)
+        model = compile_model(variant.model.with_changes(backbone_weights="none"), fit, size, placement, augment)
     return placement, model
 
 
-def in_memory_rate(variant, precision: str, steps: int) -> float:
-    placement, model = placed(variant, precision)
+def in_memory_rate(variant, precision: str, size: int, steps: int) -> float:
+    placement, model = placed(variant, precision, size)
     batch = placement.global_batch_size
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (batch * steps, SIZE, SIZE, 3), dtype=np.uint8)
+    images = rng.integers(0, 256, (batch * steps, size, size, 3), dtype=np.uint8)
     labels = (rng.random((batch * steps, 1)) < 0.5).astype("float32")
     timer = EpochTimer()
     with accelerator.building(placement):
@@ -70,8 +69,8 @@ def in_memory_rate(variant, precision: str, steps: int) -> float:
 
 
 def end_to_end_rate(manifest_path: str, epochs: int) -> float:
-    policy = geometry(read_manifest(manifest_path).augmentation.policy)
-    placement, model = placed(IMPROVED, "auto", augment=policy)
+    manifest = read_manifest(manifest_path)
+    placement, model = placed(IMPROVED, "auto", manifest.image_size, augment=geometry(manifest.augmentation.policy))
     batches = make_dataset(
         manifest_path, "train", placement.global_batch_size, training=True, dtype="uint8", reader="python", replicas=placement.replicas
     )
@@ -104,7 +103,9 @@ def short_training(manifest_path: str, epochs: int) -> dict[str, float]:
     val = make_dataset(manifest_path, "val", placement.global_batch_size, **read)
     started = time.perf_counter()
     with accelerator.building(placement):
-        model = compile_model(variant.model.with_changes(backbone_weights="none"), variant.fit, 32, placement)
+        model = compile_model(
+            variant.model.with_changes(backbone_weights="none"), variant.fit, read_manifest(manifest_path).image_size, placement
+        )
         model.fit(train, validation_data=val, epochs=epochs, verbose=2)
         scores, labels = [], []
         for batch in make_dataset(manifest_path, "test", 500, dtype="uint8", reader="python"):
@@ -138,7 +139,7 @@ def main() -> None:
     gpus = accelerator.gpu_capabilities()
     results: dict = {"backend": accelerator.backend(), "gpus": gpus, "cpu_cores": os.cpu_count(), "in_memory": {}}
     print(f"backend {results['backend']}, GPUs (compute capability) {gpus or 'none: CPU figures'}, {os.cpu_count()} CPU cores", flush=True)
-    photos, cifake = str(Path(args.carry) / "photo224" / "manifest.json"), str(Path(args.carry) / "cifake" / "manifest.json")
+    photos, cifake = str(Path(args.carry) / "photos" / "manifest.json"), str(Path(args.carry) / "cifake" / "manifest.json")
     if "c" in args.sections:
         results["input_images_per_second"] = input_rate(photos)
         print(f"(c) input path alone (read, CRC, parse, JPEG decode, batch): {results['input_images_per_second']}", flush=True)
@@ -146,11 +147,11 @@ def main() -> None:
         for precision in ("mixed_bfloat16", "float32"):
             name = f"{variant.name}, {precision}"
             try:
-                results["in_memory"][name] = rate = in_memory_rate(variant, precision, args.steps)
+                results["in_memory"][name] = rate = in_memory_rate(variant, precision, read_manifest(photos).image_size, args.steps)
             except Exception as error:  # one failing row must not hide the others' figures
                 print(f"(a) {name}: FAILED ({type(error).__name__}: {error})", flush=True)
                 continue
-            print(f"(a) in-memory training, {name}, batch 256: {rate:.0f} img/s", flush=True)
+            print(f"(a) in-memory training, {name}, batch {BATCH}: {rate:.0f} img/s", flush=True)
     if "b" in args.sections:
         results["end_to_end_improved"] = rate = end_to_end_rate(photos, args.epochs)
         best = results["in_memory"].get("improved, mixed_bfloat16") or float("nan")

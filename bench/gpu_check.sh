@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 export KERAS_BACKEND=jax PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=${XLA_PYTHON_CLIENT_PREALLOCATE:-true}
-[ -f bench/carry/photo224/manifest.json ] || { echo "bench/carry is missing: run 'make gpu-carry' on the CPU host and carry it" >&2; exit 2; }
+[ -f bench/carry/photos/manifest.json ] || { echo "bench/carry is missing: run 'make gpu-carry' on the CPU host and carry it" >&2; exit 2; }
 SITE=$(mktemp -d)
 "$PYTHON" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" bench/carry/wheels/*.whl
 export PYTHONPATH="$SITE:$PWD"

@@ -34,7 +34,7 @@ def _one_size(folder: Path, images: int) -> dict[str, float]:
     import tensorflow as tf
 
     from bench.data import make_dataset_folder, shard_folder
-    from components.records import make_dataset
+    from components.data.reader import make_dataset
 
     make_dataset_folder(folder / "source", images, max(2, images // 10), size=128)
     start = time.perf_counter()

@@ -4,8 +4,8 @@
 - Keras Random* layers over tf.data: this project's reader before the fused warp.
 - The project's reader: live fused augmentation, and premade copies (no live work).
 - The decode ceiling: tf.io.decode_jpeg of the same shard images on all cores, nothing else.
-- The warp alone, on the same decoded batches: the tf.data warp (records.fused_augment) against
-  the in-model RandomAffine layer (components/augment.py) compiled as the train step compiles it.
+- The warp alone, on the same decoded batches: the tf.data warp (tfdata.fused_augment) against
+  the in-model RandomAffine layer (components/training/augment.py) compiled as the train step compiles it.
 
 Rates alternate over rounds and the best round counts, so another process's burst on a shared
 host lowers one round, not the comparison.
@@ -21,7 +21,9 @@ import keras
 import tensorflow as tf
 
 from bench.timing import Stopwatch, images_per_second
-from components.records import FEATURE_SPEC, IMAGE_KEY, geometry, make_dataset, read_manifest
+from components.data.reader import make_dataset
+from components.data.schema import IMAGE_KEY, geometry, read_manifest
+from components.data.tfdata import FEATURE_SPEC
 
 BATCH_SIZE = 32
 
@@ -48,8 +50,8 @@ def measure(source_dir: Path, live_manifest: str, premade_manifest: str, policy:
 
 def _warps(manifest_path: str, policy: dict[str, Any], rounds: int, repeats: int = 20) -> dict[str, float]:
     """Images/s of each warp alone on one decoded batch, best of `rounds` (after a compiling call)."""
-    from components.augment import RandomAffine
-    from components.records import fused_augment
+    from components.data.tfdata import fused_augment
+    from components.training.augment import RandomAffine
 
     batch = next(iter(make_dataset(manifest_path, "train", BATCH_SIZE, dtype=tf.uint8)))[0]
     layer = RandomAffine(**geometry(policy), seed=0)

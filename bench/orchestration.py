@@ -48,8 +48,11 @@ def _overrides(root: str, work_dir: Path, name: str, epochs: int) -> dict[str, A
 
 def _direct(overrides: dict[str, Any]) -> None:
     """The flow's stages, wired as the flow wires them (components/wiring.py), without Prefect."""
-    from components import evaluate, registry, shard, train, validate
     from components.config import build_config
+    from components.data import shard, validate
+    from components.evaluation import evaluate
+    from components.registry import register
+    from components.training import train
     from components.wiring import stage_config
 
     cfg = build_config("improved", "demo", overrides)
@@ -57,13 +60,14 @@ def _direct(overrides: dict[str, Any]) -> None:
     sharded = shard.run(stage_config("shard", cfg, validated=validated))
     trained = train.run(stage_config("train", cfg, sharded=sharded))
     evaluated = evaluate.run(stage_config("evaluate", cfg, sharded=sharded, trained=trained))
-    registry.run(stage_config("register", cfg, sharded=sharded, trained=trained, evaluated=evaluated))
+    register.run(stage_config("register", cfg, sharded=sharded, trained=trained, evaluated=evaluated))
 
 
 def _compare(work_dir: Path, epochs: int) -> dict[str, float]:
     from prefect import flow
 
-    from components import demo_data, evaluate, registry, shard, train, validate  # noqa: F401 - imports outside the timings
+    from components.data import demo_data
+    from components.training import train  # noqa: F401 - imports outside the timings
     from flows.pipeline import train_pipeline
 
     root = demo_data.run(demo_data.DemoDataConfig(out_dir=str(work_dir / "demo-data"), **DEMO_DATA)).root

@@ -14,8 +14,9 @@ import numpy as np
 import tensorflow as tf
 
 from components.config import IMPROVED
-from components.records import make_dataset, read_manifest
-from components.train import compile_model
+from components.data.reader import make_dataset
+from components.data.schema import read_manifest
+from components.training.train import compile_model
 
 BATCH_SIZE = 32
 

@@ -20,7 +20,7 @@ from components.contracts import STAGES as PIPELINE_STAGES
 # Stage commands hand their arguments to the component's own CLI (`python -m components.X`): the
 # pipeline's stages from the one stage table, plus the demo data and the Kubeflow commands.
 STAGES = {
-    "demo-data": ("components.demo_data", "Generate the offline demo dataset (REAL crops vs simulated-generator FAKEs)."),
+    "demo-data": ("components.data.demo_data", "Generate the offline demo dataset (REAL crops vs simulated-generator FAKEs)."),
     **{name: (stage.module, stage.help) for name, stage in PIPELINE_STAGES.items()},
     "kfp": ("kfp_pipeline.cli", "Kubeflow Pipelines: compile, submit, or run locally (kfp runs in its own .venv-kfp)."),
 }
@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     predict.set_defaults(handler=_run_predict)
     models = commands.add_parser(
-        "models", help="Registry: list versions, promote one to @champion, roll back to @previous (aliases: README, 'Registry')."
+        "models", help="Registry: list versions, promote one to @champion, roll back to @previous (aliases: docs/registry.md)."
     )
     models.add_argument(
         "--name", default=None, help=f"Registered model (default: $DETECTOR_REGISTERED_MODEL or {DEFAULT_REGISTERED_MODEL})."
@@ -130,7 +130,7 @@ def _registered_model(name: str | None) -> str:
 
 
 def _run_predict(args: argparse.Namespace) -> None:
-    from components import predict
+    from components.serving import predict
 
     uri = args.model_uri or f"models:/{_registered_model(None)}@{CHAMPION}"
     result = predict.run(predict.PredictConfig(images=args.images, model_uri=uri, crops=args.crops))
@@ -143,7 +143,7 @@ def _run_predict(args: argparse.Namespace) -> None:
 
 
 def _run_models(args: argparse.Namespace) -> None:
-    from components import catalog
+    from components.registry import catalog
 
     name = _registered_model(args.name)
     try:
@@ -161,7 +161,8 @@ def _run_models(args: argparse.Namespace) -> None:
 def _run_demo(args: argparse.Namespace) -> None:
     from mlflow import MlflowClient
 
-    from components import demo_data, record
+    from components import record
+    from components.data import demo_data
 
     print(f"Writing demo data to {args.data} …")
     demo_data.run(demo_data.DemoDataConfig(out_dir=args.data))

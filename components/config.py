@@ -69,7 +69,7 @@ class DataConfig(Strict):
         "resize",
         description="How an image meets image_size. resize: resample (the report). crop: random crops in training, the centre "
         "crop at test. pad: images at or below image_size are padded, larger ones shrunk to fit. crop and pad never resample "
-        "an image that is already at or below image_size (components/fit.py).",
+        "an image that is already at or below image_size (components/data/fit.py).",
     )
 
     @field_validator("image_size")
@@ -112,7 +112,7 @@ class AugmentConfig(Strict):
     rotation_degrees: float = Field(15.0, ge=0, le=180)
     shift_fraction: float = Field(0.1, ge=0, lt=1)
     horizontal_flip: bool = True
-    # CNNDetection's robustness augmentation (components/degrade.py), each applied with its probability.
+    # CNNDetection's robustness augmentation (components/data/degrade.py), each applied with its probability.
     jpeg_probability: float = Field(0.0, ge=0, le=1)
     jpeg_quality_range: tuple[int, int] = (30, 100)
     blur_probability: float = Field(0.0, ge=0, le=1)
@@ -128,7 +128,7 @@ class ModelConfig(Strict):
     # 'unit' is the report's 1/255 scaling; 'imagenet' is the caffe-style preprocess_input the
     # ImageNet weights were trained with.
     preprocessing: Literal["unit", "imagenet"] = "unit"
-    # 'preserve' drops conv1's stride and the max-pool (components/model.py), for small images.
+    # 'preserve' drops conv1's stride and the max-pool (components/training/model.py), for small images.
     stem: Literal["standard", "preserve"] = "standard"
     # Zero-init the last BatchNorm gamma of every residual block (Goyal et al. 2017): each block
     # starts as the identity, so a randomly initialised ResNet50 trains like a shallow net at first.
@@ -177,7 +177,7 @@ class FitConfig(Strict):
         "trains at learning_rate × sqrt(global / batch_size) (sqrt, the rule for Adam), × global / batch_size (linear, "
         "Goyal et al. 2017, for SGD), or unchanged (none). On one CPU device the factor is 1.",
     )
-    stages: tuple[StageConfig, ...] = Field((), description="Staged fine-tuning (components/stages.py); empty trains in one step.")
+    stages: tuple[StageConfig, ...] = Field((), description="Staged fine-tuning (components/training/staged.py); empty trains in one step.")
 
     @model_validator(mode="after")
     def _one_epoch_per_stage(self) -> FitConfig:
@@ -199,7 +199,7 @@ class FitConfig(Strict):
 
 
 class RuntimeConfig(Strict):
-    """Where and how training runs (components/accelerator.py): never part of a variant, a cache key
+    """Where and how training runs (components/training/accelerator.py): never part of a variant, a cache key
     or a registry key, so changing a card, a backend or a number format reuses the trained model.
     "auto" is on with a GPU and off on a CPU-only host, so the CPU path is what it always was."""
 
@@ -227,7 +227,8 @@ class RuntimeConfig(Strict):
         "auto: input on a CPU-only TensorFlow host (bench/RESULTS.md), model elsewhere.",
     )
     reader: Literal["auto", "tf.data", "python"] = Field(
-        "auto", description="Shard reader: tf.data, or the TensorFlow-free one (components/shard_reader.py). auto: tf.data when installed."
+        "auto",
+        description="Shard reader: tf.data, or the TensorFlow-free one (components/data/shard_reader.py). auto: tf.data when installed.",
     )
 
 
@@ -344,8 +345,8 @@ class PipelineConfig(Strict):
         return self.tracking.registered_model or os.environ.get("DETECTOR_REGISTERED_MODEL") or DEFAULT_REGISTERED_MODEL
 
 
-# The demo profile trades the report's scale for minutes on 2 CPU cores with no internet (the
-# README explains each change): small images keep ResNet50 cheap; no ImageNet weights means no
+# The demo profile trades the report's scale for minutes on 2 CPU cores with no internet
+# (docs/running.md explains each change): small images keep ResNet50 cheap; no ImageNet weights means no
 # download, and caffe-style input scaling gives the random backbone usable activations; geometric
 # augmentation is off because flips and odd-pixel shifts move the generator's period-2 grid off
 # its phase, which a frozen random backbone can't learn to ignore in a few epochs; precise BN
@@ -360,11 +361,11 @@ PROFILES: dict[str, dict[str, Any]] = {
             "fit": {"precise_bn_batches": 8},
         },
     },
-    # Training without pretrained weights (components/model.py warns when random layers stay frozen):
+    # Training without pretrained weights (components/training/model.py warns when random layers stay frozen):
     # every layer trains, each residual block starting as the identity (zero_init_residual), which
     # is what lets a random ResNet50 learn within a few dozen steps; 32 px kept as stored (pad never
     # resamples) and PNG, so no second JPEG pass. The standard stem, because `preserve` costs 3.5×
-    # per image on CPU and 30 minutes on 2 cores then buys one epoch (README). Batch 32: twice the
+    # per image on CPU and 30 minutes on 2 cores then buys one epoch (docs/quality.md). Batch 32: twice the
     # steps of 64 for the same compute. Flips keep the content; rotations and shifts resample, so off.
     "scratch": {
         "data": {"image_size": 32, "fit": "pad", "encoding": "png", "images_per_shard": 1024},

@@ -49,7 +49,7 @@ def pipeline_config(variant: str, profile: str, data_root: str, overrides: str) 
 def with_local_data(cfg: PipelineConfig, stage: str, kfp_run_id: str) -> PipelineConfig:
     """s3:// data, as the Prefect flow does it: mirrored into work_dir/s3-cache (by the validate task,
     which comes first), and every stage reads the mirror."""
-    from components.s3data import split_uri
+    from components.data.s3data import split_uri
 
     sync = stage_config("sync", cfg)
     if stage == "validate":

@@ -3,7 +3,7 @@
 # the host needs only the NVIDIA driver and container toolkit. Several GPUs in one container
 # train with keras.distribution.DataParallel. Shards are read by tf.data where TensorFlow (CPU)
 # is present, as here, or by the TensorFlow-free reader. Use it in place of detector-gpu: the
-# `gpu` deployment's `image` job variable (README: GPU training, TensorFlow or JAX). Build from
+# `gpu` deployment's `image` job variable (docs/gpu.md). Build from
 # the repository root:
 #   docker build -f docker/gpu-jax.Dockerfile -t detector-gpu-jax:0.1.0 .
 FROM python:3.11.11-slim-bookworm

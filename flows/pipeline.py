@@ -59,9 +59,9 @@ def evaluate_task(cfg: PipelineConfig, sharded: ShardResult, trained: TrainResul
 
 @task(retries=2, retry_delay_seconds=5)
 def find_registered_task(cfg: PipelineConfig, key: str) -> RegisteredVersion | None:
-    from components import registry
+    from components.registry import register
 
-    return registry.find_version(cfg.registered_model_name, key)
+    return register.find_version(cfg.registered_model_name, key)
 
 
 @task(retries=2, retry_delay_seconds=5)
@@ -111,7 +111,7 @@ def train_pipeline(
 
 @task
 def compare_task(results: dict[str, PipelineSummary], parent_run_id: str, work_dir: str, changed: list[dict[str, Any]]) -> CompareResult:
-    from components import compare
+    from components.evaluation import compare
 
     return compare.run(CompareConfig(results=results, parent_run_id=parent_run_id, work_dir=work_dir, changed_settings=changed))
 
@@ -119,7 +119,8 @@ def compare_task(results: dict[str, PipelineSummary], parent_run_id: str, work_d
 @flow(name="detector-compare", log_prints=True)
 def compare_variants(profile: str = "demo", overrides: dict[str, Any] | None = None, force: bool = False) -> ComparisonSummary:
     """Both variants on the same shards, grouped under one MLflow parent run, plus the report's table."""
-    from components import compare, record
+    from components import record
+    from components.evaluation import compare
 
     settings.apply()
     settings.check_tracking_server()

@@ -18,7 +18,7 @@ from flows.pipeline import train_pipeline
 
 @flow(name="detector-quality", log_prints=True)
 def quality_run(variants: list[str], profile: str = "scratch", overrides: dict[str, Any] | None = None, force: bool = False) -> dict:
-    from components import compare
+    from components.evaluation import compare
 
     settings.apply()
     settings.check_tracking_server()
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     overrides.setdefault("data", {})["root"] = args.data
     outcome = quality_run(args.variants, args.profile, overrides, args.force)
 
-    from components import quality
+    from components.evaluation import quality
 
     clean, robust = quality.summary(outcome["run_ids"])
     print(f"\nTest split of {args.data}, profile {args.profile} (ECE: expected calibration error, lower is better):\n")

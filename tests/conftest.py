@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from components import demo_data
 from components.config import DataConfig
+from components.data import demo_data
 
 TINY_SIZE = 32  # ResNet50's smallest input
 TESTS = Path(__file__).resolve().parent
@@ -196,7 +196,7 @@ def tiny_data_config(tiny_dataset: Path) -> DataConfig:
 @pytest.fixture
 def manifest_path(tiny_data_config: DataConfig, tmp_path: Path) -> str:
     """Validated and sharded tiny data under tmp_path/work, ready to train on."""
-    from components import shard, validate
+    from components.data import shard, validate
 
     work_dir = str(tmp_path / "work")
     validated = validate.run(validate.ValidateConfig(data=tiny_data_config, work_dir=work_dir))
@@ -332,8 +332,11 @@ class TrainedRun:
 def _train_tiny_run(folder: Path, dataset: Path, template: Path) -> dict:
     import mlflow
 
-    from components import evaluate, registry, shard, train, validate
     from components.config import build_config
+    from components.data import shard, validate
+    from components.evaluation import evaluate
+    from components.registry import register
+    from components.training import train
 
     shutil.copyfile(template, folder / "mlflow.db")
     store = f"sqlite:///{folder / 'mlflow.db'}"
@@ -355,8 +358,8 @@ def _train_tiny_run(folder: Path, dataset: Path, template: Path) -> dict:
                 manifest_path=sharded.manifest_path, model_path=trained.model_path, run_id=trained.run_id, output_dir=str(folder / "eval")
             )
         )
-        registry.run(
-            registry.RegistryConfig(
+        register.run(
+            register.RegistryConfig(
                 registered_model=TrainedRun.registered_model,
                 model_uri=trained.model_uri,
                 run_id=trained.run_id,

@@ -1,4 +1,4 @@
-"""The shard manifest (`manifest.json` beside the shards, written by components/shard.py).
+"""The shard manifest (`manifest.json` beside the shards, written by components/data/shard.py).
 
 `Manifest.write` writes the same JSON, key for key and in the same order, as the dict the shard
 writer wrote before this model existed, so published sets (and their PUBLISHED.json sizes) stay

@@ -32,7 +32,7 @@ STAGES: dict[str, Stage] = {
     for stage in (
         Stage(
             "sync",
-            "components.s3data",
+            "components.data.s3data",
             results.SyncConfig,
             results.SyncResult,
             "cpu",
@@ -40,7 +40,7 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             "validate",
-            "components.validate",
+            "components.data.validate",
             results.ValidateConfig,
             results.ValidateResult,
             "cpu",
@@ -48,7 +48,7 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             "shard",
-            "components.shard",
+            "components.data.shard",
             results.ShardConfig,
             results.ShardResult,
             "cpu",
@@ -56,7 +56,7 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             "train",
-            "components.train",
+            "components.training.train",
             results.TrainConfig,
             results.TrainResult,
             "gpu",
@@ -64,7 +64,7 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             "evaluate",
-            "components.evaluate",
+            "components.evaluation.evaluate",
             results.EvaluateConfig,
             results.EvaluateResult,
             "cpu",
@@ -72,7 +72,7 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             "register",
-            "components.registry",
+            "components.registry.register",
             results.RegistryConfig,
             results.RegistryResult,
             "cpu",

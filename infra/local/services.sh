@@ -106,7 +106,7 @@ start() {
   wait_for s3 "$MLFLOW_S3_ENDPOINT_URL"
   "$BIN/python" - "$ARTIFACT_BUCKET" <<'PY'
 import sys
-from components.s3data import s3_client
+from components.data.s3data import s3_client
 client = s3_client()
 if sys.argv[1] not in [bucket["Name"] for bucket in client.list_buckets()["Buckets"]]:
     client.create_bucket(Bucket=sys.argv[1])

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from components.records import fused_augment, is_identity
+from components.data.schema import is_identity
+from components.data.tfdata import fused_augment
 
 SEED = tf.constant([3, 4], tf.int64)
 NONE = {"rotation_degrees": 0.0, "shift_fraction": 0.0, "horizontal_flip": False}

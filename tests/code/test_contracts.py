@@ -29,11 +29,11 @@ from components.contracts import (
     TrainResult,
     ValidateResult,
 )
-from components.images import ImageJob
+from components.data.images import ImageJob
 
 REPO = Path(__file__).resolve().parents[2]
 
-# A manifest as components/shard.py wrote it before the Manifest model existed: same keys, same order.
+# A manifest as components/data/shard.py wrote it before the Manifest model existed: same keys, same order.
 LEGACY_MANIFEST = {
     "version": 1,
     "shard_key": "a" * 16,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
 
-from components.metrics import classification_metrics, ranking_metrics, youden_threshold
+from components.evaluation.metrics import classification_metrics, ranking_metrics, youden_threshold
 
 RNG = np.random.default_rng(7)
 Y_TRUE = RNG.integers(0, 2, 400)

@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from components import calibration, degrade, gallery, stages
 from components.config import CONV5_LAYERS, IMPROVED, RESNET50_LAYERS, STAGED, FitConfig, build_config
 from components.contracts import Manifest, ManifestEncoding
+from components.data import degrade
+from components.evaluation import calibration, gallery
+from components.training import staged
 
 
 def test_staged_is_improved_plus_three_steps_with_imagenet_preprocessing():
@@ -32,10 +34,10 @@ def test_fewer_epochs_than_stages_names_the_field():
 
 def test_resume_continues_inside_the_right_stage():
     fit = STAGED.fit.model_copy(update={"epochs": 6})
-    assert list(stages.plan(fit, 0)) == [(0, 2, True), (1, 4, True), (2, 6, True)]
-    assert list(stages.plan(fit, 3)) == [(1, 4, False), (2, 6, True)]
-    assert list(stages.plan(fit, 4)) == [(2, 6, True)]
-    assert list(stages.plan(IMPROVED.fit, 5)) == [(None, IMPROVED.fit.epochs, False)]
+    assert list(staged.plan(fit, 0)) == [(0, 2, True), (1, 4, True), (2, 6, True)]
+    assert list(staged.plan(fit, 3)) == [(1, 4, False), (2, 6, True)]
+    assert list(staged.plan(fit, 4)) == [(2, 6, True)]
+    assert list(staged.plan(IMPROVED.fit, 5)) == [(None, IMPROVED.fit.epochs, False)]
 
 
 def test_scratch_profile_trains_every_layer_and_keeps_pixels():
@@ -45,7 +47,7 @@ def test_scratch_profile_trains_every_layer_and_keeps_pixels():
 
 
 def test_zero_init_residual_with_pretrained_weights_names_the_field():
-    from components.model import build_model
+    from components.training.model import build_model
 
     with pytest.raises(ValueError, match=r"model.zero_init_residual.*backbone_weights='imagenet'"):
         build_model(IMPROVED.model.with_changes(zero_init_residual=True), image_size=32)
@@ -89,7 +91,7 @@ def test_robustness_augmentation_follows_its_probabilities_and_seed():
 
 
 def test_multi_crops_are_the_centre_then_the_four_corners():
-    from components.fit import multi_crops
+    from components.data.fit import multi_crops
 
     pixels = np.arange(6 * 8 * 3).reshape(6, 8, 3)
     crops = multi_crops(pixels, 4, 5)
@@ -105,7 +107,7 @@ def test_predict_averages_the_five_crops_of_a_crop_model(tmp_path):
     import keras
     from PIL import Image
 
-    from components.predict import PredictConfig, _scores, prepared_batches
+    from components.serving.predict import PredictConfig, _scores, prepared_batches
 
     size = 8
     image = np.zeros((2 * size, 2 * size, 3), dtype=np.uint8)
@@ -129,8 +131,8 @@ def test_quality_summary_reads_each_variants_figures_back_from_its_run(tracking_
     a figure a run did not log shows as `-`."""
     from mlflow import MlflowClient
 
-    from components import quality
-    from components.robustness import CONDITION_NAMES
+    from components.evaluation import quality
+    from components.evaluation.robustness import CONDITION_NAMES
 
     client = MlflowClient()
     improved, baseline = (client.create_run("0").info.run_id for _ in range(2))

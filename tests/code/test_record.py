@@ -9,7 +9,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from components import compare, record
+from components import record
 from components.config import build_config
 from components.contracts import (
     EvaluateResult,
@@ -21,6 +21,7 @@ from components.contracts import (
     TrainResult,
     ValidateResult,
 )
+from components.evaluation import compare
 
 MANIFEST = Manifest(
     shard_key="k" * 16,

@@ -10,8 +10,8 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from components import catalog
-from components.registry import CHALLENGER, CHAMPION, HISTORY_TAG, PREVIOUS, RegistryConfig, run
+from components.registry import catalog
+from components.registry.register import CHALLENGER, CHAMPION, HISTORY_TAG, PREVIOUS, RegistryConfig, run
 
 NAME = "detector-under-test"
 

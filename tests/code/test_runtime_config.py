@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from components import train
 from components.config import RuntimeConfig, build_config, parse_overrides
 from components.contracts import Manifest
+from components.training import train
 
 
 def test_runtime_settings_leave_the_variant_and_the_run_folder_unchanged():

@@ -51,8 +51,8 @@ def _normalised_manifest(path: str, folder: Path) -> str:
 
 
 def compute(folder: Path) -> dict:
-    from components.shard import run as shard
-    from components.validate import run as validate
+    from components.data.shard import run as shard
+    from components.data.validate import run as validate
 
     root = folder / "data"
     write_images(root)

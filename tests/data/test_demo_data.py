@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components import demo_data
+from components.data import demo_data
 
 
 def _pixels(folder: Path) -> np.ndarray:

@@ -9,10 +9,10 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from components import shard, validate
 from components.config import DataConfig
-from components.fit import fit_image
-from components.records import make_dataset
+from components.data import shard, validate
+from components.data.fit import fit_image
+from components.data.reader import make_dataset
 
 
 def _noise(width: int, height: int) -> Image.Image:

@@ -38,9 +38,9 @@ def test_models_saved_before_the_move_load_with_their_custom_layers(tmp_path: Pa
     import keras
     import numpy as np
 
-    from components.augment import RandomAffine
-    from components.loading import load_file
-    from components.model import ImageNetPreprocess
+    from components.registry.loading import load_file
+    from components.training.augment import RandomAffine
+    from components.training.model import ImageNetPreprocess
 
     inputs = keras.Input((8, 8, 3))
     model = keras.Model(inputs, ImageNetPreprocess()(RandomAffine(rotation_degrees=15.0, horizontal_flip=True)(inputs)))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from components import s3data
+from components.data import s3data
 
 
 def _upload(client, bucket: str, root: Path, prefix: str) -> int:
@@ -67,8 +67,8 @@ def test_a_truncated_cached_file_is_fetched_again(bucket_with_dataset, tmp_path:
 
 
 def test_synced_copy_validates_like_the_local_one(bucket_with_dataset, tmp_path: Path, tiny_data_config):
-    from components.validate import ValidateConfig
-    from components.validate import run as validate
+    from components.data.validate import ValidateConfig
+    from components.data.validate import run as validate
 
     bucket, _ = bucket_with_dataset
     local = s3data.run(s3data.SyncConfig(uri=f"s3://{bucket}/sets/tiny", cache_dir=str(tmp_path / "cache"))).local_root

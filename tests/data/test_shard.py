@@ -9,10 +9,12 @@ import tensorflow as tf
 from PIL import Image
 
 from components.config import AugmentConfig, DataConfig
-from components.records import FEATURE_SPEC, IMAGE_KEY, LABEL_KEY, SOURCE_KEY, make_dataset, read_manifest
-from components.shard import ShardConfig, run, split_examples
-from components.validate import ValidateConfig
-from components.validate import run as validate
+from components.data.reader import make_dataset
+from components.data.schema import IMAGE_KEY, LABEL_KEY, SOURCE_KEY, read_manifest
+from components.data.shard import ShardConfig, run, split_examples
+from components.data.tfdata import FEATURE_SPEC
+from components.data.validate import ValidateConfig
+from components.data.validate import run as validate
 
 
 @pytest.fixture

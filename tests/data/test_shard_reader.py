@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import shard, shard_reader, validate
 from components.config import DataConfig
-from components.records import make_dataset, read_manifest
+from components.data import schema, shard, shard_reader, validate
+from components.data.reader import make_dataset
+from components.data.schema import read_manifest
 
 
 def _sharded(data: DataConfig, tmp_path: Path) -> str:
@@ -33,12 +34,12 @@ def test_framing_is_byte_for_byte_tensorflows(tmp_path):
 
 
 def test_examples_parse_both_ways():
-    ours = shard_reader.encode_example(b"\xff\xd8jpeg", 1, "REAL/a.jpg")
+    ours = schema.serialize(b"\xff\xd8jpeg", 1, "REAL/a.jpg")
     parsed = tf.train.Example.FromString(ours).features.feature
     assert parsed["image/encoded"].bytes_list.value == [b"\xff\xd8jpeg"] and parsed["image/class/label"].int64_list.value == [1]
     assert parsed["image/source"].bytes_list.value == [b"REAL/a.jpg"]
     theirs = tf.train.Example(features=tf.train.Features(feature={key: parsed[key] for key in parsed}))
-    assert shard_reader.decode_example(theirs.SerializeToString()) == (b"\xff\xd8jpeg", 1)
+    assert schema.decode_example(theirs.SerializeToString()) == (b"\xff\xd8jpeg", 1)
 
 
 def test_a_flipped_byte_is_refused_naming_the_file(tmp_path):

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from components.config import DataConfig
-from components.images import inspect_file
-from components.validate import DatasetError, ValidateConfig, read_report, run
+from components.data.images import inspect_file
+from components.data.validate import DatasetError, ValidateConfig, read_report, run
 
 
 def _image(size: int = 32, seed: int = 0) -> Image.Image:
@@ -91,7 +91,7 @@ def test_odd_modes_are_normalised_not_rejected(tmp_path: Path):
 
 
 def test_exif_orientation_is_applied_to_pixels(tmp_path: Path):
-    from components.images import load_rgb
+    from components.data.images import load_rgb
 
     exif = Image.Exif()
     exif[0x0112] = 6

@@ -8,10 +8,10 @@ import json
 import os
 from pathlib import Path
 
-from components import validate
 from components.config import DataConfig
-from components.records import MANIFEST_NAME
-from components.shard import ShardConfig
+from components.data import validate
+from components.data.schema import MANIFEST_NAME
+from components.data.shard import ShardConfig
 
 SEED = int(os.environ.get("FAULT_SEED", "20261127"))  # set FAULT_SEED to replay another kill point
 

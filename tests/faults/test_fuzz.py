@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from components.config import DataConfig
-from components.validate import ValidateConfig, read_report, run
+from components.data.validate import ValidateConfig, read_report, run
 
 SEED = 1789
 MUTANTS = 320

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from components.contracts import Manifest, ManifestEncoding
-from components.guard import guarded
+from components.data.guard import guarded
 
 TINY = 32
 
@@ -54,10 +54,10 @@ def _broken_exif_png() -> bytes:
 @pytest.mark.slow
 def test_shard_skips_and_names_files_that_went_bad_after_validation(tiny_dataset: Path, tmp_path: Path):
     from components.config import DataConfig
-    from components.shard import ShardConfig
-    from components.shard import run as shard
-    from components.validate import ValidateConfig
-    from components.validate import run as validate
+    from components.data.shard import ShardConfig
+    from components.data.shard import run as shard
+    from components.data.validate import ValidateConfig
+    from components.data.validate import run as validate
 
     root = Path(shutil.copytree(tiny_dataset, tmp_path / "data"))
     data = DataConfig(root=str(root), image_size=TINY, encoding="png", images_per_shard=8)
@@ -81,7 +81,7 @@ def test_shard_skips_and_names_files_that_went_bad_after_validation(tiny_dataset
 
 
 def test_predict_scores_each_image_and_names_each_failure(tmp_path: Path):
-    from components.predict import PredictConfig, prepared_batches
+    from components.serving.predict import PredictConfig, prepared_batches
 
     folder = tmp_path / "photos"
     folder.mkdir()

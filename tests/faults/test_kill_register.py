@@ -13,8 +13,8 @@ import time
 
 from mlflow import MlflowClient
 
-from components.loading import SHA256_TAG, logged_model_sha256
-from components.registry import HISTORY_TAG, run
+from components.registry.loading import SHA256_TAG, logged_model_sha256
+from components.registry.register import HISTORY_TAG, run
 from tests.faults.racing import LAUNCH, REPO, _wait_for_imports
 from tests.faults.sharding import SEED
 from tests.faults.test_promotion_race import _config
@@ -47,7 +47,7 @@ def test_rerun_after_kill_9_equals_a_clean_registration(tracking_store, tmp_path
     candidate = _registered("killed", 0.9)
     (tmp_path / "cfg.json").write_text(candidate.model_dump_json())
     start = tmp_path / "start"
-    arguments = [sys.executable, "-c", LAUNCH, "components.registry", str(start), "--config", str(tmp_path / "cfg.json")]
+    arguments = [sys.executable, "-c", LAUNCH, "components.registry.register", str(start), "--config", str(tmp_path / "cfg.json")]
     victim = subprocess.Popen(arguments, cwd=REPO, env={**os.environ, "MLFLOW_TRACKING_URI": tracking_store})
     _wait_for_imports([victim])
     delay = random.Random(SEED).uniform(0.0, 0.8) * duration  # within the time a clean registration took

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from components import publish, shard
+from components.data import publish, shard
 from tests.faults.sharding import SEED, config_file, published_state, shard_config, tree_digest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,7 +26,7 @@ def test_rerun_after_kill_9_equals_a_clean_run(tiny_data_config, tiny_dataset, t
     clean = shard.run(cfg.model_copy(update={"work_dir": str(tmp_path / "clean")}))
     total = len(published_state(clean.manifest_path)["files"]) - 1  # the shards and the manifest
     kill_after = random.Random(SEED).randint(0, total - 1)  # files created in staging; the last one is still open
-    victim = subprocess.Popen([sys.executable, "-m", "components.shard", "--config", str(config_file(cfg, tmp_path))], cwd=REPO)
+    victim = subprocess.Popen([sys.executable, "-m", "components.data.shard", "--config", str(config_file(cfg, tmp_path))], cwd=REPO)
     shards = tmp_path / "work" / "shards"
     deadline = time.monotonic() + 240
     while _files_written(shards) <= kill_after and victim.poll() is None and time.monotonic() < deadline:

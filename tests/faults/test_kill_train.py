@@ -25,10 +25,10 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from components import train
-from components.callbacks import mlflow_metric_name
 from components.config import build_config
 from components.contracts import Manifest
+from components.training import train
+from components.training.callbacks import mlflow_metric_name
 from tests.faults.sharding import SEED, tree_digest
 
 pytestmark = pytest.mark.slow  # one tiny ResNet50 training, killed and resumed
@@ -83,7 +83,7 @@ def test_rerun_after_kill_9_resumes_one_run_and_ends_as_a_clean_run(
     run_dir = train.run_directory(cfg, Manifest.read(manifest_path))
     command = ["--config", str(config_file)]
     victim = subprocess.Popen(
-        [sys.executable, "-m", "components.train", *command],
+        [sys.executable, "-m", "components.training.train", *command],
         cwd=REPO,
         env={**os.environ, "MLFLOW_TRACKING_URI": tracking_store},
         stdout=subprocess.DEVNULL,

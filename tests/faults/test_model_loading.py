@@ -18,16 +18,18 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from components import loading, predict, registry, settings
+from components import settings
+from components.registry import loading, register
+from components.serving import predict
 
 NAME = "loading-under-test"
 
 
-def _registered(layers: list | None = None) -> registry.RegistryResult:
+def _registered(layers: list | None = None) -> register.RegistryResult:
     model = keras.Sequential([keras.Input((4,)), *(layers or []), keras.layers.Dense(1, activation="sigmoid")])
     with mlflow.start_run() as active:
         info = mlflow.keras.log_model(model, name="model", pip_requirements=["keras"])
-    cfg = registry.RegistryConfig(
+    cfg = register.RegistryConfig(
         registered_model=NAME,
         model_uri=info.model_uri,
         run_id=active.info.run_id,
@@ -36,7 +38,7 @@ def _registered(layers: list | None = None) -> registry.RegistryResult:
         threshold=0.5,
         metrics={"test/auc": 0.7},
     )
-    return registry.run(cfg)
+    return register.run(cfg)
 
 
 def _artifact_file(version: str) -> Path:

@@ -10,8 +10,8 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from components.registry import CHALLENGER, CHAMPION, HISTORY_TAG, PREVIOUS, RegistryConfig
-from components.registry import run as register
+from components.registry.register import CHALLENGER, CHAMPION, HISTORY_TAG, PREVIOUS, RegistryConfig
+from components.registry.register import run as register
 from tests.faults.racing import race
 
 NAME = "raced-detector"
@@ -44,7 +44,7 @@ def test_racing_registrations_promote_the_better_model(tracking_store, tmp_path)
             path = folder / f"{auc}.json"
             path.write_text(_config(auc).model_dump_json())
             arguments.append(["--config", str(path)])
-        outcomes = race("components.registry", arguments, folder, env={"MLFLOW_TRACKING_URI": tracking_store})
+        outcomes = race("components.registry.register", arguments, folder, env={"MLFLOW_TRACKING_URI": tracking_store})
         assert all(code == 0 for code, _, _ in outcomes), [err[-2000:] for _, _, err in outcomes]
         model = client.get_registered_model(NAME)
         champion = client.get_model_version(NAME, model.aliases[CHAMPION])

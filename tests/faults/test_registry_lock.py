@@ -17,7 +17,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from components.promotion_lock import LOCK_SUFFIX, LockLost, _RegistryLock, promotion_lock
+from components.registry.promotion_lock import LOCK_SUFFIX, LockLost, _RegistryLock, promotion_lock
 from tests.conftest import free_port, start_server, stop_server, wait_for_http
 
 pytestmark = pytest.mark.services

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from components import s3data
+from components.data import s3data
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from components import publish, shard
+from components.data import publish, shard
 from tests.faults.racing import race
 from tests.faults.sharding import config_file, published_state, shard_config
 
@@ -14,7 +14,7 @@ from tests.faults.sharding import config_file, published_state, shard_config
 def test_two_runs_of_one_key_both_end_with_one_complete_set(tiny_data_config, tmp_path):
     cfg = shard_config(tiny_data_config, tmp_path / "work")
     arguments = ["--config", str(config_file(cfg, tmp_path))]
-    outcomes = race("components.shard", [arguments, arguments], tmp_path)
+    outcomes = race("components.data.shard", [arguments, arguments], tmp_path)
     assert [code for code, _, _ in outcomes] == [0, 0], [err[-2000:] for _, _, err in outcomes]
     results = [json.loads(out[out.index("{\n") :]) for _, out, _ in outcomes]
     assert results[0]["manifest_path"] == results[1]["manifest_path"]

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from components.config import DataConfig
-from components.validate import PROGRESS_NAME, ValidateConfig, run
+from components.data.validate import PROGRESS_NAME, ValidateConfig, run
 
 PER_CLASS = 40
 SEED = 20261127
@@ -80,7 +80,7 @@ def _start_and_kill(root: Path, work_dir: Path, progress: Path, kill_after: int)
     command = [
         sys.executable,
         "-m",
-        "components.validate",
+        "components.data.validate",
         "--set",
         f"data.root={root}",
         "--set",

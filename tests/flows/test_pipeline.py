@@ -14,7 +14,7 @@ import pytest
 from mlflow import MlflowClient
 
 from components import settings
-from components.registry import CHALLENGER, CHAMPION
+from components.registry.register import CHALLENGER, CHAMPION
 from tests.conftest import free_port, tracking_at
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from components.registry import CHAMPION
+from components.registry.register import CHAMPION
 from tests.kfp.conftest import detector
 
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from components import kfp_stage, s3data
+from components import kfp_stage
 from components.contracts import EvaluateResult, ShardResult, TrainResult, ValidateResult, stage
+from components.data import s3data
 from tests.kfp.conftest import REPO
 
 UPSTREAM = {

@@ -25,7 +25,9 @@ import distributed_check  # this file's folder is on sys.path
 import keras
 import mlflow
 
-from components import evaluate, predict, registry
+from components.evaluation import evaluate
+from components.registry import register
+from components.serving import predict
 
 
 def served(manifest_path: str, model_uri: str, images: str, out_dir: str) -> dict:
@@ -46,8 +48,8 @@ def trained_and_registered(spec: dict) -> dict:
             manifest_path=spec["manifest"], model_path=trained.model_path, run_id=trained.run_id, output_dir=f"{spec['work_dir']}/eval"
         )
     )
-    registry.run(
-        registry.RegistryConfig(
+    register.run(
+        register.RegistryConfig(
             registered_model=spec["registered_model"],
             model_uri=trained.model_uri,
             run_id=trained.run_id,

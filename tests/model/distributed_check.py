@@ -21,8 +21,8 @@ if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
 import keras  # noqa: E402 - after the device split
 import numpy as np  # noqa: E402
 
-from components import accelerator, train  # noqa: E402
 from components.config import BASELINE, RuntimeConfig, build_config  # noqa: E402
+from components.training import accelerator, train  # noqa: E402
 
 
 class Crash(keras.callbacks.Callback):

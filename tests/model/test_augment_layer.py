@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components import images
-from components.affine import inverse_affine
-from components.augment import RandomAffine, warp
+from components.data import images
+from components.data.affine import inverse_affine
+from components.training.augment import RandomAffine, warp
 
 # (angle in radians, shift x, shift y in pixels, flip): the policy's corners and an everyday draw.
 DRAWS = [(0.0, 0.0, 0.0, 1.0), (0.3, 4.5, -2.25, -1.0), (-0.35, -6.4, 6.4, 1.0), (0.1, 1.3, 0.7, -1.0)]
@@ -37,7 +37,7 @@ def test_layer_warp_agrees_with_the_shard_time_copies(draw):
 @pytest.mark.parametrize("draw", DRAWS)
 def test_layer_warp_matches_the_tf_data_warp(draw):
     tf = pytest.importorskip("tensorflow") if keras.backend.backend() != "tensorflow" else __import__("tensorflow")
-    from components.tfdata import _bilinear_warp
+    from components.data.tfdata import _bilinear_warp
 
     pixels = _photo()[None]
     coefficients = inverse_affine(*draw, pixels.shape[2], pixels.shape[1], math)

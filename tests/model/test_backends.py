@@ -19,8 +19,10 @@ import mlflow
 import numpy as np
 import pytest
 
-from components import evaluate, predict, shard, validate
 from components.config import DataConfig
+from components.data import shard, validate
+from components.evaluation import evaluate
+from components.serving import predict
 from tests.conftest import TrainedRun, shared_across_workers, tracking_at
 from tests.model.test_distribution import assert_data_parallel_matches_one_device_and_resumes
 

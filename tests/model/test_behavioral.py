@@ -22,10 +22,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components import demo_data
-from components.callbacks import PreciseBatchNorm
 from components.config import build_config
-from components.train import compile_model
+from components.data import demo_data
+from components.training.callbacks import PreciseBatchNorm
+from components.training.train import compile_model
 
 pytestmark = pytest.mark.slow
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components import accelerator
 from components.config import FitConfig, RuntimeConfig
+from components.training import accelerator
 
 CHECK = Path(__file__).with_name("distributed_check.py")
 

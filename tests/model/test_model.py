@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from components.config import BASELINE, IMPROVED, ModelConfig
-from components.model import ImageNetPreprocess, build_model, count_parameters
+from components.training.model import ImageNetPreprocess, build_model, count_parameters
 
 # The origin report's counts; they don't depend on the input size.
 EXPECTED = {"baseline": (24_637_313, 1_049_601), "improved": (24_770_689, 6_701_825)}

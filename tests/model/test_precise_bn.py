@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from components.callbacks import PreciseBatchNorm
+from components.training.callbacks import PreciseBatchNorm
 
 
 def test_statistics_are_the_mean_over_the_training_batches_and_momentum_is_restored():

@@ -13,11 +13,12 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from components import evaluate, train
 from components.config import IMPROVED, DataConfig, build_config
 from components.contracts import Manifest
-from components.model import build_model, count_parameters
-from components.robustness import CONDITION_NAMES
+from components.evaluation import evaluate
+from components.evaluation.robustness import CONDITION_NAMES
+from components.training import train
+from components.training.model import build_model, count_parameters
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from components import predict, train
+from components.serving import predict
+from components.training import train
 from tests.conftest import TrainedRun
 
 pytestmark = pytest.mark.slow

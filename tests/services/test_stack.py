@@ -50,7 +50,7 @@ def _stack_env(stack_dir: Path, **settings: str) -> dict[str, str]:
 
 def _upload(root: Path, env: dict[str, str]) -> None:
     code = (
-        "import sys; from pathlib import Path; from components.s3data import s3_client\n"
+        "import sys; from pathlib import Path; from components.data.s3data import s3_client\n"
         "client = s3_client(); client.create_bucket(Bucket='detector-data'); root = Path(sys.argv[1])\n"
         "[client.upload_file(str(p), 'detector-data', 'tiny/' + str(p.relative_to(root))) for p in root.rglob('*.png')]"
     )
@@ -110,7 +110,7 @@ def test_deployment_run_trains_logs_to_the_server_and_registers(stack, deployed_
     assert version.run_id == run.info.run_id
 
     list_keys = (
-        "from components.s3data import s3_client; pages = s3_client().get_paginator('list_objects_v2')"
+        "from components.data.s3data import s3_client; pages = s3_client().get_paginator('list_objects_v2')"
         ".paginate(Bucket='detector-artifacts'); print('\\n'.join(o['Key'] for p in pages for o in p.get('Contents', [])))"
     )
     listing = subprocess.run([sys.executable, "-c", list_keys], env=stack, cwd=REPO, capture_output=True, text=True, check=True).stdout

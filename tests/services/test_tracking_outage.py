@@ -18,9 +18,10 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from components import settings, train
+from components import settings
 from components.config import build_config
 from components.contracts import Manifest
+from components.training import train
 from tests.conftest import free_port, wait_for_http
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]

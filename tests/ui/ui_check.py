@@ -28,7 +28,8 @@ from pathlib import Path
 from mlflow import MlflowClient
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from components import demo_data, record
+from components import record
+from components.data import demo_data
 from tests.conftest import free_port, wait_for_http
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from mlflow import MlflowClient
 
 from components.contracts import CHAMPION, PRIMARY_METRIC
-from components.promotion_lock import promotion_lock
-from components.registry import (
+from components.registry.promotion_lock import promotion_lock
+from components.registry.register import (
     DECISION_TAG,
     HISTORY_TAG,
     ROLLED_BACK_TAG,

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from components.affine import draw_ranges, inverse_affine, to_pillow
-from components.fit import fit_image
+from components.data.affine import draw_ranges, inverse_affine, to_pillow
+from components.data.fit import fit_image
 
 # Modes that map onto RGB without losing meaning. 16-bit and float modes ("I;16", "I", "F")
 # would need a tone mapping we can't choose for the user, so they are quarantined instead.
@@ -230,7 +230,7 @@ def random_affine(
 
 
 def affine_warp(image: Image.Image, coefficients: tuple[float, ...]) -> Image.Image:
-    """Bilinear warp by components/affine.py's inverse map, with 'nearest' fill."""
+    """Bilinear warp by components/data/affine.py's inverse map, with 'nearest' fill."""
     width, height = image.size
     a, b, c, d, e, f = to_pillow(coefficients)
     # Edge padding reproduces Keras' fill_mode="nearest" (Pillow can only fill with a colour);
@@ -252,7 +252,7 @@ class ImageJob:
     max_pixels: int
     augment_policy: dict | None = None  # the geometric policy baked into a premade copy
     seed: int = 0  # the premade copy's draw
-    fit: str = "resize"  # how the image meets `size` (components/fit.py)
+    fit: str = "resize"  # how the image meets `size` (components/data/fit.py)
     margin: float = 1  # fit=crop keeps this much around `size` for training's random crops
 
 

@@ -6,7 +6,7 @@ other data can't be beaten or lost to by a number from this data. A version that
 never passes the gate again; only a forced promotion brings it back.
 
 Promotion is compare-and-set: the gate reads @champion and the aliases move under one lock
-(components/promotion_lock.py), so two registrations at once can't both beat the old champion.
+(components/registry/promotion_lock.py), so two registrations at once can't both beat the old champion.
 Each step writes the record before the state it describes (decision → champion history → aliases),
 and every step is idempotent, so a retry after a failure anywhere repairs what was half done.
 Versions are never deleted.
@@ -22,10 +22,10 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from components import loading
 from components.cli_support import component_main
 from components.contracts import CHALLENGER, CHAMPION, PREVIOUS, RegisteredVersion, RegistryConfig, RegistryResult
-from components.promotion_lock import promotion_lock
+from components.registry import loading
+from components.registry.promotion_lock import promotion_lock
 
 HISTORY_TAG = "champion_history"  # JSON list of versions, oldest first; its last entry holds @champion
 METRICS_TAG = "metrics"  # JSON {name: value}: every test metric in one tag

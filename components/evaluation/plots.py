@@ -1,4 +1,5 @@
-"""PNG pictures for MLflow: learning curves, confusion matrix, ROC and precision-recall."""
+"""PNG pictures for MLflow of a model's test scores: confusion matrix, ROC and precision-recall
+(the learning curves are training's: components/training/curves.py)."""
 
 from __future__ import annotations
 
@@ -12,24 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve  # noqa: E402
 
-from components.metrics import classification_metrics  # noqa: E402
-
-CURVE_METRICS = ("loss", "accuracy", "auc", "learning_rate")
-
-
-def learning_curves(history: list[dict[str, float]], path: Path, title: str) -> Path:
-    figure, axes = plt.subplots(1, len(CURVE_METRICS), figsize=(4 * len(CURVE_METRICS), 3.2))
-    epochs = [row["epoch"] + 1 for row in history]
-    for axis, name in zip(axes, CURVE_METRICS):
-        for prefix, style in (("", "-o"), ("val_", "--o")):
-            values = [row.get(prefix + name) for row in history]
-            if any(value is not None for value in values):
-                axis.plot(epochs, values, style, markersize=3, label=f"{'val' if prefix else 'train'}")
-        axis.set_title(name)
-        axis.set_xlabel("epoch")
-        axis.legend()
-    figure.suptitle(title)
-    return _save(figure, path)
+from components.evaluation.metrics import classification_metrics  # noqa: E402
+from components.training.curves import save_png  # noqa: E402
 
 
 def confusion(matrix: list[list[int]], class_names: list[str], path: Path, title: str) -> Path:
@@ -43,7 +28,7 @@ def confusion(matrix: list[list[int]], class_names: list[str], path: Path, title
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
     axis.set_title(title)
-    return _save(figure, path)
+    return save_png(figure, path)
 
 
 def roc(y_true: np.ndarray, scores: np.ndarray, threshold: float, path: Path, title: str) -> Path:
@@ -58,7 +43,7 @@ def roc(y_true: np.ndarray, scores: np.ndarray, threshold: float, path: Path, ti
     axis.set_ylabel("true positive rate")
     axis.legend(loc="lower right")
     axis.set_title(title)
-    return _save(figure, path)
+    return save_png(figure, path)
 
 
 def precision_recall(y_true: np.ndarray, scores: np.ndarray, threshold: float, path: Path, title: str) -> Path:
@@ -72,18 +57,10 @@ def precision_recall(y_true: np.ndarray, scores: np.ndarray, threshold: float, p
     axis.set_ylabel("precision")
     axis.legend(loc="lower left")
     axis.set_title(title)
-    return _save(figure, path)
+    return save_png(figure, path)
 
 
 def _operating_points(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> list[tuple[str, str, dict]]:
     """The report's 0.5 and the tuned cut, measured as the metrics measure them (so the dots match test/*)."""
     cuts = ((0.5, "s", "threshold 0.5"), (threshold, "o", f"threshold {threshold:.3f} (tuned on val)"))
     return [(name, marker, classification_metrics(y_true, scores, cut)) for cut, marker, name in cuts]
-
-
-def _save(figure: plt.Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 from mlflow import MlflowClient
 
-from components.robustness import CONDITION_NAMES
+from components.evaluation.robustness import CONDITION_NAMES
 
 CLEAN = (("test/auc", "AUC"), ("test/accuracy", "accuracy@0.5"), ("test_tuned/accuracy", "accuracy@tuned"), ("calibration/ece", "ECE"))
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from components.augment import RandomAffine  # registered here too, so loaders that import this module can load it
 from components.config import RESNET50_LAYERS, ModelConfig
+from components.training.augment import RandomAffine  # registered here too, so loaders that import this module can load it
 
 # Caffe-style means (BGR) that keras.applications.resnet50.preprocess_input subtracts.
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
@@ -48,7 +48,7 @@ class FrozenRandomFeatures(UserWarning):
 
 
 def build_model(cfg: ModelConfig, image_size: int, augment: dict | None = None) -> keras.Model:
-    """`augment`: a live augmentation policy to apply in the train step (components/augment.py)."""
+    """`augment`: a live augmentation policy to apply in the train step (components/training/augment.py)."""
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = inputs
     if augment:

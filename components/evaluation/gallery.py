@@ -15,7 +15,7 @@ import matplotlib
 import numpy as np
 from PIL import Image
 
-from components.accelerator import input_gradient
+from components.training.accelerator import input_gradient
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  after the backend is chosen

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import keras
 
-from components import accelerator
 from components.config import FitConfig, ModelConfig
-from components.model import build_model
+from components.training import accelerator
+from components.training.model import build_model
 
 
 def compile_model(

@@ -24,8 +24,16 @@ import PIL
 from components.cli_support import component_main
 from components.config import DataConfig, fingerprint
 from components.contracts import ValidateConfig, ValidateResult
-from components.guard import guarded
-from components.images import CONVERTIBLE_MODES, UnusableImage, copy_regular_file, file_row, inspect_file, list_entries, quarantined_row
+from components.data.guard import guarded
+from components.data.images import (
+    CONVERTIBLE_MODES,
+    UnusableImage,
+    copy_regular_file,
+    file_row,
+    inspect_file,
+    list_entries,
+    quarantined_row,
+)
 
 REPORT_COLUMNS = [
     "split",

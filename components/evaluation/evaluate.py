@@ -14,12 +14,14 @@ import keras
 import mlflow
 import numpy as np
 
-from components import loading, plots, trust
 from components.cli_support import component_main
 from components.contracts import EvaluateConfig, EvaluateResult
-from components.metrics import classification_metrics, ranking_metrics, youden_threshold
-from components.model import ImageNetPreprocess  # noqa: F401  registers the layer for load_model
-from components.records import installed_reader, make_dataset, read_manifest
+from components.data.reader import installed_reader, make_dataset
+from components.data.schema import read_manifest
+from components.evaluation import plots, trust
+from components.evaluation.metrics import classification_metrics, ranking_metrics, youden_threshold
+from components.registry import loading
+from components.training.model import ImageNetPreprocess  # noqa: F401  registers the layer for load_model
 
 
 def run(cfg: EvaluateConfig) -> EvaluateResult:

@@ -4,7 +4,7 @@ Images go through the same decode, normalisation, resize and re-encoding the mod
 shards went through (read from the manifest logged with its run), so a JPEG-trained model is
 not shown pristine pixels it never saw. The label uses the threshold tuned on validation.
 For a model trained with `data.fit=crop`, `crops=5` averages the scores of five crops per image
-(components/fit.py, `multi_crops`); every other fit scores the one image it makes.
+(components/data/fit.py, `multi_crops`); every other fit scores the one image it makes.
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ from mlflow import MlflowClient
 from PIL import Image
 from pydantic import Field, field_validator
 
-from components import loading
 from components.cli_support import component_main
 from components.config import DataConfig, Strict
 from components.contracts import CHAMPION, DEFAULT_REGISTERED_MODEL, Manifest
-from components.fit import TEST_CROPS, TRAIN_CROP_MARGIN, multi_crops
-from components.guard import guarded
-from components.images import ImageJob, list_entries, prepare_example, printable
-from components.model import ImageNetPreprocess  # noqa: F401  registers the layer for load_model
+from components.data.fit import TEST_CROPS, TRAIN_CROP_MARGIN, multi_crops
+from components.data.guard import guarded
+from components.data.images import ImageJob, list_entries, prepare_example, printable
+from components.registry import loading
+from components.training.model import ImageNetPreprocess  # noqa: F401  registers the layer for load_model
 
 MAX_PIXELS = 89_478_485
 

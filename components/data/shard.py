@@ -5,7 +5,7 @@ file format instead of the image. The manifest records the training split's augm
 policy; the reader applies it live, or `premade_copies` bakes that many augmented copies into
 the shards for hosts whose CPUs can't keep up. Output lives under a key made of the dataset
 fingerprint and this config, and a rerun with the same key reuses it. Each run writes in a
-staging folder of its own and publishes under a per-key lock (components/publish.py), so runs
+staging folder of its own and publishes under a per-key lock (components/data/publish.py), so runs
 sharing a key (baseline and improved) both end with one complete, identical set.
 """
 
@@ -20,7 +20,6 @@ from pathlib import Path
 import tensorflow as tf
 from sklearn.model_selection import train_test_split
 
-from components import publish
 from components.cli_support import component_main
 from components.config import fingerprint
 from components.contracts import (
@@ -34,11 +33,12 @@ from components.contracts import (
     SplitEntry,
     SplitPolicy,
 )
-from components.fit import TRAIN_CROP_MARGIN
-from components.guard import Guard, guarded
-from components.images import ImageJob, prepare_example, printable
-from components.records import MANIFEST_NAME, geometry, serialize, shard_name
-from components.validate import read_report
+from components.data import publish
+from components.data.fit import TRAIN_CROP_MARGIN
+from components.data.guard import Guard, guarded
+from components.data.images import ImageJob, prepare_example, printable
+from components.data.schema import MANIFEST_NAME, geometry, serialize, shard_name
+from components.data.validate import read_report
 
 
 def run(cfg: ShardConfig) -> ShardResult:
@@ -47,7 +47,7 @@ def run(cfg: ShardConfig) -> ShardResult:
     manifest_path = out_dir / MANIFEST_NAME
     if _complete(manifest_path):
         return _result(manifest_path, reused=True)
-    # One writer per key at a time (components/publish.py); a run that waited finds the set published.
+    # One writer per key at a time (components/data/publish.py); a run that waited finds the set published.
     with publish.exclusive(out_dir):
         if _complete(manifest_path):
             return _result(manifest_path, reused=True)
@@ -101,7 +101,7 @@ def split_examples(cfg: ShardConfig) -> dict[str, list[tuple[str, int]]]:
 def _write_split(split: str, examples: list[tuple[str, int]], cfg: ShardConfig, folder: Path, guard: Guard) -> SplitEntry:
     data = cfg.data
     copies = data.premade_copies if split == "train" and data.premade_copies else 0
-    # Only the geometric warp is baked in; JPEG and blur (components/degrade.py) stay live.
+    # Only the geometric warp is baked in; JPEG and blur (components/data/degrade.py) stay live.
     policy = geometry(cfg.augment.model_dump()) if copies else None
     records = [(path, label, copy) for path, label in examples for copy in range(max(copies, 1))]
     if split == "train":

@@ -4,8 +4,7 @@
   their masked CRC32C. Both CRCs are checked; a mismatch names the file and the offset.
   Checksums come from `google-crc32c` (Google's C library, the `jax` extra); without it, a
   pure-Python table gives the same numbers, slowly.
-- Records: tf.train.Example, built from its schema with protobuf's descriptor pool (protobuf is
-  a dependency anyway), in a private pool so it never clashes with TensorFlow's own copy.
+- Records: tf.train.Example as the schema (components/data/schema.py) builds it, without TensorFlow.
 - Batches: a keras.utils.PyDataset, so model.fit runs it with Keras' own workers and bounded
   queue. They are threads: Pillow releases the GIL while it decodes, so decoding scales over
   the cores and the decoded pixels never cross a pipe (the wall a process pool hits, issue 9).
@@ -24,12 +23,11 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from PIL import Image
 
-from components import degrade
 from components.contracts import Manifest
-from components.records import IMAGE_KEY, LABEL_KEY, SOURCE_KEY, batch_count
+from components.data import degrade
+from components.data.schema import SOURCE_KEY, batch_count, decode_example, example_class
 
 _MASK_DELTA = 0xA282EAD8
 
@@ -96,53 +94,8 @@ def read_record(shard: io.BufferedReader, path: str, offset: int, length: int) -
     return data[:length]
 
 
-@functools.cache
-def _example_class() -> type:
-    proto = descriptor_pb2.FileDescriptorProto(name="detector/example.proto", package="tensorflow", syntax="proto3")
-    for name, field_type in (("BytesList", "TYPE_BYTES"), ("FloatList", "TYPE_FLOAT"), ("Int64List", "TYPE_INT64")):
-        message = proto.message_type.add(name=name)
-        message.field.add(
-            name="value",
-            number=1,
-            label=descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED,
-            type=getattr(descriptor_pb2.FieldDescriptorProto, field_type),
-        )
-    feature = proto.message_type.add(name="Feature")
-    feature.oneof_decl.add(name="kind")
-    for number, (name, kind) in enumerate((("bytes_list", "BytesList"), ("float_list", "FloatList"), ("int64_list", "Int64List")), start=1):
-        feature.field.add(name=name, number=number, label=1, type=11, type_name=f".tensorflow.{kind}", oneof_index=0)
-    features = proto.message_type.add(name="Features")
-    entry = features.nested_type.add(name="FeatureEntry")
-    entry.options.map_entry = True
-    entry.field.add(name="key", number=1, label=1, type=9)
-    entry.field.add(name="value", number=2, label=1, type=11, type_name=".tensorflow.Feature")
-    features.field.add(name="feature", number=1, label=3, type=11, type_name=".tensorflow.Features.FeatureEntry")
-    example = proto.message_type.add(name="Example")
-    example.field.add(name="features", number=1, label=1, type=11, type_name=".tensorflow.Features")
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(proto)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.Example"))
-
-
-def encode_example(encoded_image: bytes, label: int, source: str) -> bytes:
-    example = _example_class()()
-    feature = example.features.feature
-    feature[IMAGE_KEY].bytes_list.value.append(encoded_image)
-    feature[LABEL_KEY].int64_list.value.append(int(label))
-    feature[SOURCE_KEY].bytes_list.value.append(source.encode())
-    # deterministic: a map's order otherwise varies between processes, and so would the shards' bytes
-    # (two runs of one key must publish identical sets: tests/faults/test_shard_race.py).
-    return example.SerializeToString(deterministic=True)
-
-
-def decode_example(serialized: bytes) -> tuple[bytes, int]:
-    example = _example_class().FromString(serialized)
-    feature = example.features.feature
-    return feature[IMAGE_KEY].bytes_list.value[0], int(feature[LABEL_KEY].int64_list.value[0])
-
-
 def decode_image(encoded: bytes, size: int, crop: np.random.Generator | None = None) -> np.ndarray:
-    """`crop`: take a random size×size window, for the training shards of `fit: crop` (components/fit.py)."""
+    """`crop`: take a random size×size window, for the training shards of `fit: crop` (components/data/fit.py)."""
     with Image.open(io.BytesIO(encoded)) as image:
         pixels = np.asarray(image.convert("RGB"))
     if crop is not None and pixels.shape[0] >= size and pixels.shape[1] >= size:
@@ -159,14 +112,14 @@ def read_sources(paths: list[str]) -> list[str]:
     for path in paths:
         with open(path, "rb") as shard:
             for offset, length in record_spans(path):
-                example = _example_class().FromString(read_record(shard, str(path), offset, length))
+                example = example_class().FromString(read_record(shard, str(path), offset, length))
                 values = example.features.feature[SOURCE_KEY].bytes_list.value
                 sources.append(values[0].decode() if values else "")
     return sources
 
 
 class ShardBatches(keras.utils.PyDataset):
-    """records.make_dataset's TensorFlow-free reader: the same batches as tf.data in evaluation
+    """reader.make_dataset's TensorFlow-free reader: the same batches as tf.data in evaluation
     order; in training a fresh permutation of all records every epoch (indexes only: memory stays
     flat). Live augmentation is left to the model's RandomAffine layer."""
 

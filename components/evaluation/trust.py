@@ -14,11 +14,11 @@ import keras
 import numpy as np
 import pandas as pd
 
-from components import calibration, gallery, robustness
 from components.contracts import Manifest
-from components.metrics import ranking_metrics
-from components.records import installed_reader, make_dataset
-from components.shard_reader import read_sources
+from components.data.reader import installed_reader, make_dataset
+from components.data.shard_reader import read_sources
+from components.evaluation import calibration, gallery, robustness
+from components.evaluation.metrics import ranking_metrics
 
 SLICE_COLUMNS = {"format": "format", "size": "size"}
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from pebble import ProcessExpired, ProcessPool
 
-from components.images import UnusableImage
+from components.data.images import UnusableImage
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def guarded(workers: int, timeout_seconds: float, memory_mb: int) -> Iterator[Gu
     # corrupt. Workers fork from a clean server process that imported the decoders once, where
     # spawn started a fresh interpreter per worker, and per replaced worker, importing them again.
     context = get_context("forkserver")
-    context.set_forkserver_preload(["components.images"])
+    context.set_forkserver_preload(["components.data.images"])
     pool = ProcessPool(max_workers=workers, initializer=_cap_memory, initargs=(memory_mb,), context=context)
     try:
         yield Guard(pool, workers, timeout_seconds)

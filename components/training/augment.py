@@ -3,7 +3,7 @@
 Written on keras.ops only, so it compiles into the train step on every backend and runs on the
 accelerator, and the host only reads and decodes. It samples each output pixel once, bilinearly,
 with 'nearest' fill as the origin's ImageDataGenerator had, and draws its parameters as the
-shard-time copies and the tf.data warp do (components/affine.py). Inactive outside training, so
+shard-time copies and the tf.data warp do (components/data/affine.py). Inactive outside training, so
 a served model is unchanged by it.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from components.affine import draw_ranges, inverse_affine
+from components.data.affine import draw_ranges, inverse_affine
 
 
 @keras.saving.register_keras_serializable(package="detector")

@@ -20,8 +20,8 @@ import mlflow
 import numpy as np
 from mlflow.exceptions import MlflowException
 
-from components.accelerator import compiled_forward
 from components.settings import TrackingUnavailable, redact
+from components.training.accelerator import compiled_forward
 
 
 class PreciseBatchNorm(keras.callbacks.Callback):

@@ -2,7 +2,7 @@
 
 GenImage (Zhu et al. 2023) shows detectors that look perfect on clean test images falling to
 chance after JPEG re-compression or resizing; these rows tell a user which of their images a
-verdict can be trusted on. Every condition runs the same test images through components/degrade.py.
+verdict can be trusted on. Every condition runs the same test images through components/data/degrade.py.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import keras
 import matplotlib
 import numpy as np
 
-from components import degrade
 from components.contracts import Manifest
-from components.fit import fit_image
-from components.metrics import ranking_metrics
-from components.records import installed_reader, make_dataset
+from components.data import degrade
+from components.data.fit import fit_image
+from components.data.reader import installed_reader, make_dataset
+from components.evaluation.metrics import ranking_metrics
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  after the backend is chosen

@@ -22,15 +22,17 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
-from components import accelerator, plots, record, stages
-from components.callbacks import EpochState, PreciseBatchNorm, load_state
+from components import record
 from components.cli_support import component_main
-from components.compiled import compile_at, compile_model
 from components.config import fingerprint
 from components.contracts import Manifest, TrainConfig, TrainResult
-from components.model import count_parameters
-from components.records import geometry, is_identity, make_dataset, read_manifest
+from components.data.reader import make_dataset
+from components.data.schema import geometry, is_identity, read_manifest
 from components.settings import TrackingUnavailable
+from components.training import accelerator, curves, staged
+from components.training.callbacks import EpochState, PreciseBatchNorm, load_state
+from components.training.compiled import compile_at, compile_model
+from components.training.model import count_parameters
 
 
 def run(cfg: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
@@ -52,9 +54,9 @@ def run(cfg: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback] = 
             # uint8 batches: a quarter of the bytes to the device; the model casts them there.
             train = _dataset(cfg, placement, "train", training=True, seed=fit.seed)
             val = _dataset(cfg, placement, "val")
-            for stage, end, fresh in stages.plan(fit, state["epoch"]):
+            for stage, end, fresh in staged.plan(fit, state["epoch"]):
                 if stage is not None and fresh:  # the new optimizer's variables land on the replicas
-                    stages.enter(model, fit, stage, lambda m, rate: compile_at(m, rate, placement.jit_compile), placement.learning_rate)
+                    staged.enter(model, fit, stage, lambda m, rate: compile_at(m, rate, placement.jit_compile), placement.learning_rate)
                     # A new stage is a new optimisation: patience and plateau counters start over.
                     state["counters"] = {name: value for name, value in state["counters"].items() if name == "checkpoint"}
                 model.fit(
@@ -62,7 +64,7 @@ def run(cfg: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback] = 
                     validation_data=val,
                     epochs=end,
                     initial_epoch=state["epoch"],
-                    callbacks=[stages.StageMarker(stage), *_callbacks(cfg, run_dir, state, placement), *extra_callbacks],
+                    callbacks=[staged.StageMarker(stage), *_callbacks(cfg, run_dir, state, placement), *extra_callbacks],
                     verbose=2,
                     shuffle=False,  # the reader already shuffles files and records
                 )
@@ -210,8 +212,8 @@ def _signature(model: keras.Model) -> ModelSignature:
 
 def _log_outputs(model: keras.Model, cfg: TrainConfig, manifest: Manifest, history: list[dict], run_dir: Path) -> str:
     variant = cfg.pipeline.variant.name
-    curves = plots.learning_curves(history, run_dir / "plots" / "learning_curves.png", f"{variant}: learning curves")
-    mlflow.log_artifact(str(curves), artifact_path="plots")
+    picture = curves.learning_curves(history, run_dir / "plots" / "learning_curves.png", f"{variant}: learning curves")
+    mlflow.log_artifact(str(picture), artifact_path="plots")
     mlflow.log_dict(manifest.model_dump(mode="json"), "data/manifest.json")
     signature = _signature(model)
     info = mlflow.keras.log_model(

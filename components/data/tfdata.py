@@ -2,7 +2,7 @@
 
 Training shuffles files and records; every other split is read in order. With several replicas
 the training remainder is dropped and evaluation's last batch is padded with zero-weight copies
-(components/records.py explains why).
+(components/data/schema.py explains why).
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Any
 
 import tensorflow as tf
 
-from components import degrade
-from components.affine import draw_ranges, inverse_affine
 from components.contracts import Manifest
-from components.records import IMAGE_KEY, LABEL_KEY, SHUFFLE_BUFFER, SOURCE_KEY, batch_count, is_identity
+from components.data import degrade
+from components.data.affine import draw_ranges, inverse_affine
+from components.data.schema import IMAGE_KEY, LABEL_KEY, SHUFFLE_BUFFER, SOURCE_KEY, batch_count, is_identity
 
 FEATURE_SPEC = {
     IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
@@ -27,7 +27,7 @@ READ_SPEC = {key: FEATURE_SPEC[key] for key in (IMAGE_KEY, LABEL_KEY)}
 
 
 def affine_transforms(policy: dict[str, Any], batch: tf.Tensor, height: tf.Tensor, width: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """Per image, components/affine.py's inverse map as the 8 numbers ImageProjectiveTransformV3 takes."""
+    """Per image, components/data/affine.py's inverse map as the 8 numbers ImageProjectiveTransformV3 takes."""
     seeds = tf.random.experimental.stateless_split(seed, 4)
     max_angle, max_x, max_y = draw_ranges(policy, width, height)
     angle = tf.random.stateless_uniform([batch], seeds[0], -1.0, 1.0) * max_angle
@@ -79,7 +79,7 @@ def _bilinear_warp(images: tf.Tensor, transforms: tf.Tensor) -> tf.Tensor:
 def make_dataset(
     manifest: Manifest, folder: Path, split: str, batch_size: int, training: bool, seed: int, dtype: str, augment: bool, replicas: int
 ) -> tf.data.Dataset:
-    """records.make_dataset's tf.data reader (its docstring says what comes out)."""
+    """reader.make_dataset's tf.data reader (its docstring says what comes out)."""
     batches = _decoded_batches(manifest, folder, split, batch_size, training, seed, replicas)
     policy = manifest.augmentation.policy
     if augment and training and manifest.augmentation.applied == "live" and not is_identity(policy):
@@ -96,7 +96,7 @@ def make_dataset(
 
 
 def _with_degradation(batches: tf.data.Dataset, policy: dict[str, Any], seed: int) -> tf.data.Dataset:
-    """components/degrade.py's JPEG and blur augmentation, on the reader's CPU threads."""
+    """components/data/degrade.py's JPEG and blur augmentation, on the reader's CPU threads."""
     seeds = tf.data.Dataset.random(seed=seed + 7, rerandomize_each_iteration=True).batch(2)
 
     def apply(images: tf.Tensor, labels: tf.Tensor, pair: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -112,7 +112,7 @@ def _decoded_batches(
     paths = manifest.paths(split, folder)
     size = manifest.image_size
     jpeg = manifest.encoding.codec == "jpeg"
-    # Only training shards of `fit: crop` hold images larger than the model (components/fit.py).
+    # Only training shards of `fit: crop` hold images larger than the model (components/data/fit.py).
     random_crop = training and manifest.fit == "crop"
     if training:
         files = tf.data.Dataset.from_tensor_slices(paths).shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)

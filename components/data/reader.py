@@ -1,0 +1,51 @@
+"""The choice between the two shard readers, which yield the same batches in evaluation order:
+tf.data (components/data/tfdata.py, the default where TensorFlow is installed) and a
+TensorFlow-free one (components/data/shard_reader.py, for JAX-only GPU hosts). Both read the one
+schema (components/data/schema.py); this module is the only one that imports both."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from components.data.schema import read_manifest
+
+
+def installed_reader() -> str:
+    """tf.data where TensorFlow is installed, else the TensorFlow-free reader (a JAX-only GPU host)."""
+    return "tf.data" if importlib.util.find_spec("tensorflow") else "python"
+
+
+def make_dataset(
+    manifest_path: str | Path,
+    split: str,
+    batch_size: int,
+    training: bool = False,
+    seed: int = 42,
+    dtype: Any = "float32",
+    reader: str = "tf.data",
+    augment: bool = True,
+    replicas: int = 1,
+):
+    """Batches of (`dtype` pixels in [0, 255], float32 labels of shape [1]), plus per-example
+    weights when `replicas` > 1 outside training (components/data/schema.py says why).
+
+    Training shuffles files and records and, when `augment`, applies the manifest's live
+    augmentation in the reader (tf.data only; otherwise the model's RandomAffine layer does it).
+    Pixels stay uint8 until the last step, a quarter of the bytes through batch and warp; training
+    asks for uint8 out, and the model casts on its own device. `reader`: "tf.data" or "python".
+    """
+    manifest = read_manifest(manifest_path)
+    manifest.entry(split)  # an unknown split fails here, naming it
+    dtype = getattr(dtype, "name", dtype)
+    folder = Path(manifest_path).parent
+    if reader == "python":
+        from components.data.shard_reader import ShardBatches
+
+        return ShardBatches(manifest, folder, split, batch_size, training=training, seed=seed, dtype=dtype, replicas=replicas)
+    if reader != "tf.data":
+        raise ValueError(f"Unknown reader. Expected 'tf.data' or 'python'. Received: reader={reader!r}")
+    from components.data import tfdata
+
+    return tfdata.make_dataset(manifest, folder, split, batch_size, training, seed, dtype, augment, replicas)
