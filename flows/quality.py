@@ -12,18 +12,25 @@ from typing import Any
 from prefect import flow
 
 from components import settings
-from components.config import PROFILES, VARIANTS, build_config, parse_overrides
+from components.config import PROFILES, VARIANTS, PipelineConfig, build_config, parse_overrides
 from flows.pipeline import train_pipeline
+
+
+def start_parent_run(configs: dict[str, PipelineConfig], profile: str) -> str:
+    """The MLflow run the variants' runs nest under, with the params a reader filters runs by."""
+    from components.evaluation import compare
+
+    first = next(iter(configs.values()))
+    params = {"profile": profile, "dataset": first.dataset_name, "data.root": first.data.root, "variants": ",".join(configs)}
+    return compare.start_parent_run(first.experiment_name, f"quality-{profile}", params)
 
 
 @flow(name="detector-quality", log_prints=True)
 def quality_run(variants: list[str], profile: str = "scratch", overrides: dict[str, Any] | None = None, force: bool = False) -> dict:
-    from components.evaluation import compare
-
     settings.apply()
     settings.check_tracking_server()
     configs = {variant: build_config(variant, profile, overrides) for variant in variants}  # fail before any work
-    parent_run_id = compare.start_parent_run(configs[variants[0]].experiment_name, f"quality-{profile}")
+    parent_run_id = start_parent_run(configs, profile)
     results = {variant: train_pipeline(variant, profile, overrides, parent_run_id, force) for variant in variants}
     return {"parent_run_id": parent_run_id, "run_ids": {variant: result.run_id for variant, result in results.items()}}
 

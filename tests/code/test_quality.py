@@ -147,3 +147,23 @@ def test_quality_summary_reads_each_variants_figures_back_from_its_run(tracking_
     robust_rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:6]] for line in robust.splitlines()[2:]}
     assert list(robust_rows) == list(CONDITION_NAMES)
     assert robust_rows["jpeg_q50"] == ["0.8", "-", "-", "-"]
+
+
+def test_quality_parent_run_is_named_for_the_profile_and_lists_its_variants(tracking_store, tmp_path):
+    """`make quality`'s parent run, in a real MLflow store: the variants' runs nest under it."""
+    from mlflow import MlflowClient
+
+    from flows.quality import start_parent_run
+
+    overrides = {"data": {"root": str(tmp_path / "cifake")}}
+    configs = {variant: build_config(variant, "scratch", overrides) for variant in ("improved", "staged")}
+
+    run = MlflowClient().get_run(start_parent_run(configs, "scratch"))
+
+    assert run.info.run_name == "quality-scratch" and run.data.tags["kind"] == "comparison"
+    assert run.data.params == {
+        "profile": "scratch",
+        "dataset": "cifake",
+        "data.root": str(tmp_path / "cifake"),
+        "variants": "improved,staged",
+    }
