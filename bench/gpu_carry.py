@@ -84,7 +84,7 @@ def cifake(root: Path, val_fraction: float = 0.1, seed: int = 0) -> dict[str, li
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="bench/carry", help="Where the two sets go (default: %(default)s).")
-    parser.add_argument("--photos", type=int, default=2000, help="Photo-like 224 px images (default: %(default)s).")
+    parser.add_argument("--photos", type=int, default=2000, help="How many photo-like images (default: %(default)s).")
     parser.add_argument(
         "--photo-size", type=int, default=224, help="Their size in pixels; smaller only for a dry run (default: %(default)s)."
     )

@@ -3,7 +3,7 @@
 Prints and writes bench/gpu_results.json:
 (a) in-memory training rates, baseline and improved at the photos' size (224 px), mixed_bfloat16 and float32
     (`fit` on pre-decoded uint8 batches, random weights: the same math, no download);
-(b) end-to-end training rate of the improved variant from the 224 px JPEG shards, decoded by the
+(b) end-to-end training rate of the improved variant from the photos' JPEG shards, decoded by the
     TensorFlow-free reader's threads, live augmentation in the model on the accelerator;
 (c) the input path alone (read, CRC, parse, decode, batch) on this machine's cores;
 (d) a short real training on the CIFAKE dev shards, with its test AUC.
@@ -143,11 +143,12 @@ def main() -> None:
     if "c" in args.sections:
         results["input_images_per_second"] = input_rate(photos)
         print(f"(c) input path alone (read, CRC, parse, JPEG decode, batch): {results['input_images_per_second']}", flush=True)
+    photo_size = read_manifest(photos).image_size
     for variant in (IMPROVED, BASELINE) if "a" in args.sections else ():
         for precision in ("mixed_bfloat16", "float32"):
             name = f"{variant.name}, {precision}"
             try:
-                results["in_memory"][name] = rate = in_memory_rate(variant, precision, read_manifest(photos).image_size, args.steps)
+                results["in_memory"][name] = rate = in_memory_rate(variant, precision, photo_size, args.steps)
             except Exception as error:  # one failing row must not hide the others' figures
                 print(f"(a) {name}: FAILED ({type(error).__name__}: {error})", flush=True)
                 continue

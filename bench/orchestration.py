@@ -66,8 +66,10 @@ def _direct(overrides: dict[str, Any]) -> None:
 def _compare(work_dir: Path, epochs: int) -> dict[str, float]:
     from prefect import flow
 
-    from components.data import demo_data
-    from components.training import train  # noqa: F401 - imports outside the timings
+    from components.data import demo_data, shard, validate  # noqa: F401 - imports outside the timings
+    from components.evaluation import evaluate  # noqa: F401
+    from components.registry import register  # noqa: F401
+    from components.training import train  # noqa: F401
     from flows.pipeline import train_pipeline
 
     root = demo_data.run(demo_data.DemoDataConfig(out_dir=str(work_dir / "demo-data"), **DEMO_DATA)).root

@@ -17,7 +17,7 @@ from components.config import DEFAULT_REGISTERED_MODEL, DEMO_EPOCHS, PRIMARY_MET
 from components.contracts import CHAMPION, ComparisonSummary
 from components.contracts import STAGES as PIPELINE_STAGES
 
-# Stage commands hand their arguments to the component's own CLI (`python -m components.X`): the
+# Stage commands hand their arguments to the component's own CLI (`python -m components.<package>.<module>`): the
 # pipeline's stages from the one stage table, plus the demo data and the Kubeflow commands.
 STAGES = {
     "demo-data": ("components.data.demo_data", "Generate the offline demo dataset (REAL crops vs simulated-generator FAKEs)."),

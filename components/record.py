@@ -80,6 +80,11 @@ def log_dataset(cfg: PipelineConfig, manifest: Manifest) -> None:
         mlflow.log_input(dataset, context=split, tags={"images": str(manifest.splits[split].count)})
 
 
+def parent_params(cfg: PipelineConfig, profile: str) -> dict[str, Any]:
+    """What a parent run (a comparison, a quality run) is filtered by in the runs table."""
+    return {"profile": profile, "dataset": cfg.dataset_name, "data.root": cfg.data.root}
+
+
 def parent_run_name(cfg: PipelineConfig, profile: str) -> str:
     return f"compare · {cfg.dataset_name} · {profile}"
 

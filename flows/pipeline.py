@@ -126,8 +126,9 @@ def compare_variants(profile: str = "demo", overrides: dict[str, Any] | None = N
     settings.check_tracking_server()
     configs = {variant: build_config(variant, profile, overrides) for variant in VARIANT_ORDER}
     improved = configs["improved"]
-    parent_params = {"profile": profile, "dataset": improved.dataset_name, "data.root": improved.data.root}
-    parent_run_id = compare.start_parent_run(improved.experiment_name, record.parent_run_name(improved, profile), parent_params)
+    parent_run_id = compare.start_parent_run(
+        improved.experiment_name, record.parent_run_name(improved, profile), record.parent_params(improved, profile)
+    )
     results = {variant: train_pipeline(variant, profile, overrides, parent_run_id, force) for variant in VARIANT_ORDER}
     comparison = compare_task(results, parent_run_id, improved.work_dir, record.changed_settings(configs))
     return ComparisonSummary(parent_run_id=parent_run_id, results=results, comparison=comparison)

@@ -18,10 +18,11 @@ from flows.pipeline import train_pipeline
 
 def start_parent_run(configs: dict[str, PipelineConfig], profile: str) -> str:
     """The MLflow run the variants' runs nest under, with the params a reader filters runs by."""
+    from components import record
     from components.evaluation import compare
 
     first = next(iter(configs.values()))
-    params = {"profile": profile, "dataset": first.dataset_name, "data.root": first.data.root, "variants": ",".join(configs)}
+    params = {**record.parent_params(first, profile), "variants": ",".join(configs)}
     return compare.start_parent_run(first.experiment_name, f"quality-{profile}", params)
 
 

@@ -1,7 +1,9 @@
 """Typed, TensorFlow-free contracts between stages: each stage's Config and Result, the shard
 Manifest, the pipeline summary, the stage table and the names shared across modules. Stages
 exchange these objects; they become JSON only at process boundaries (a stage's CLI or deployment
-run, a KFP task)."""
+run, a KFP task).
+
+Part of the core: may import only components.config."""
 
 from components.config import DEFAULT_REGISTERED_MODEL, PRIMARY_METRIC, RuntimeConfig
 from components.contracts.manifest import (

@@ -110,7 +110,7 @@ class RegistryResult(Strict):
 
 
 class RegisteredVersion(Strict):
-    """A version already in the registry (registry.find_version): what a skipped run reuses."""
+    """A version already in the registry (components/registry/register.py, find_version): what a skipped run reuses."""
 
     registered_model: str
     version: str

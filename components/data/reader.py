@@ -1,7 +1,12 @@
 """The choice between the two shard readers, which yield the same batches in evaluation order:
 tf.data (components/data/tfdata.py, the default where TensorFlow is installed) and a
 TensorFlow-free one (components/data/shard_reader.py, for JAX-only GPU hosts). Both read the one
-schema (components/data/schema.py); this module is the only one that imports both."""
+schema (components/data/schema.py); this module is the only one that imports both.
+
+With several replicas (devices), every batch must split into equal non-empty parts: training
+drops the last partial batch (the shuffle puts other images there next epoch), and evaluation
+pads its last batch to a multiple of the replicas with copies weighted 0, so every example is
+scored exactly once and the copies count for nothing."""
 
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ def make_dataset(
     replicas: int = 1,
 ):
     """Batches of (`dtype` pixels in [0, 255], float32 labels of shape [1]), plus per-example
-    weights when `replicas` > 1 outside training (components/data/schema.py says why).
+    weights when `replicas` > 1 outside training (the module's docstring says why).
 
     Training shuffles files and records and, when `augment`, applies the manifest's live
     augmentation in the reader (tf.data only; otherwise the model's RandomAffine layer does it).

@@ -3,11 +3,6 @@ imports neither reader (components/data/reader.py chooses between them).
 
 Images are stored encoded (as the manifest says) and decoded on read; pixels stay in [0, 255]
 because the model carries its own preprocessing, so a served model takes raw pixels.
-
-With several replicas (devices), every batch must split into equal non-empty parts: training
-drops the last partial batch (the shuffle puts other images there next epoch), and evaluation
-pads its last batch to a multiple of the replicas with copies weighted 0, so every example is
-scored exactly once and the copies count for nothing.
 """
 
 from __future__ import annotations
@@ -25,8 +20,6 @@ IMAGE_KEY = "image/encoded"
 LABEL_KEY = "image/class/label"
 SOURCE_KEY = "image/source"
 MANIFEST_NAME = "manifest.json"  # its content: components/contracts/manifest.py
-# Bounded, so memory stays flat however large the dataset grows.
-SHUFFLE_BUFFER = 2048
 
 
 def shard_name(split: str, index: int, count: int) -> str:
@@ -51,11 +44,12 @@ def is_identity(policy: dict[str, Any]) -> bool:
 
 
 def batch_count(count: int, batch_size: int, training: bool, replicas: int) -> int:
+    """Batches per epoch, the same in both readers (components/data/reader.py says why training drops the rest)."""
     return count // batch_size if training and replicas > 1 else math.ceil(count / batch_size)
 
 
 @functools.cache
-def example_class() -> type:
+def _example_class() -> type:
     """tf.train.Example from its schema in protobuf's descriptor pool (protobuf is a dependency
     anyway), a private pool so it never clashes with TensorFlow's own copy."""
     proto = descriptor_pb2.FileDescriptorProto(name="detector/example.proto", package="tensorflow", syntax="proto3")
@@ -86,7 +80,7 @@ def example_class() -> type:
 
 def serialize(encoded_image: bytes, label: int, source: str) -> bytes:
     """One tf.train.Example, byte-compatible with TensorFlow's (built without it)."""
-    example = example_class()()
+    example = _example_class()()
     feature = example.features.feature
     feature[IMAGE_KEY].bytes_list.value.append(encoded_image)
     feature[LABEL_KEY].int64_list.value.append(int(label))
@@ -97,6 +91,12 @@ def serialize(encoded_image: bytes, label: int, source: str) -> bytes:
 
 
 def decode_example(serialized: bytes) -> tuple[bytes, int]:
-    example = example_class().FromString(serialized)
+    example = _example_class().FromString(serialized)
     feature = example.features.feature
     return feature[IMAGE_KEY].bytes_list.value[0], int(feature[LABEL_KEY].int64_list.value[0])
+
+
+def decode_source(serialized: bytes) -> str:
+    """The record's source path, relative to the data root ('' in sets made without one)."""
+    values = _example_class().FromString(serialized).features.feature[SOURCE_KEY].bytes_list.value
+    return values[0].decode() if values else ""

@@ -27,7 +27,7 @@ from PIL import Image
 
 from components.contracts import Manifest
 from components.data import degrade
-from components.data.schema import SOURCE_KEY, batch_count, decode_example, example_class
+from components.data.schema import batch_count, decode_example, decode_source
 
 _MASK_DELTA = 0xA282EAD8
 
@@ -112,9 +112,7 @@ def read_sources(paths: list[str]) -> list[str]:
     for path in paths:
         with open(path, "rb") as shard:
             for offset, length in record_spans(path):
-                example = example_class().FromString(read_record(shard, str(path), offset, length))
-                values = example.features.feature[SOURCE_KEY].bytes_list.value
-                sources.append(values[0].decode() if values else "")
+                sources.append(decode_source(read_record(shard, str(path), offset, length)))
     return sources
 
 

@@ -2,7 +2,7 @@
 
 Training shuffles files and records; every other split is read in order. With several replicas
 the training remainder is dropped and evaluation's last batch is padded with zero-weight copies
-(components/data/schema.py explains why).
+(components/data/reader.py explains why).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import tensorflow as tf
 from components.contracts import Manifest
 from components.data import degrade
 from components.data.affine import draw_ranges, inverse_affine
-from components.data.schema import IMAGE_KEY, LABEL_KEY, SHUFFLE_BUFFER, SOURCE_KEY, batch_count, is_identity
+from components.data.schema import IMAGE_KEY, LABEL_KEY, SOURCE_KEY, batch_count, is_identity
 
 FEATURE_SPEC = {
     IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
@@ -24,6 +24,9 @@ FEATURE_SPEC = {
 }
 # What training and evaluation read: the source path is for people, and parsing it costs.
 READ_SPEC = {key: FEATURE_SPEC[key] for key in (IMAGE_KEY, LABEL_KEY)}
+
+# Bounded, so memory stays flat however large the dataset grows.
+SHUFFLE_BUFFER = 2048
 
 
 def affine_transforms(policy: dict[str, Any], batch: tf.Tensor, height: tf.Tensor, width: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:

@@ -20,8 +20,10 @@ from tests.conftest import free_port, tracking_at
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_flows_module_does_not_import_tensorflow():
-    probe = "import sys, flows.pipeline; sys.exit('tensorflow' in sys.modules)"
+def test_flows_and_the_modules_they_wire_with_do_not_import_tensorflow():
+    modules = ["flows.pipeline", "flows.quality", "components.wiring", "components.record", "components.contracts"]
+    modules += ["components.data.schema", "components.data.reader"]
+    probe = f"import sys, {', '.join(modules)}; sys.exit('tensorflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", probe], cwd=REPO).returncode == 0
 
 
