@@ -33,7 +33,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     args = _parser().parse_args(argv)
     settings.apply()
-    args.handler(args)
+    try:
+        args.handler(args)
+        sys.stdout.flush()  # here, so a closed pipe is met inside the try, not at interpreter exit
+    except BrokenPipeError:
+        # The reader went away (`detector predict DIR | head`): stop quietly, as Unix tools do
+        # (the recipe in Python's signal docs: later writes go to /dev/null, not to a traceback).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
 
 
 def _parser() -> argparse.ArgumentParser:

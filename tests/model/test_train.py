@@ -79,6 +79,18 @@ def test_predict_command_prints_one_line_per_image(trained_run: TrainedRun, trai
     assert lines[1] == "p_ai_generated\tlabel\tpath" and len(lines) == 2 + len(list(folder.iterdir()))
 
 
+def test_predict_into_a_closed_pipe_stops_quietly(trained_run: TrainedRun, trained_store):
+    """`detector predict DIR | head`: the reader leaves before the first line, and no traceback follows."""
+    folder = Path(trained_run.data.root) / "test" / "FAKE"
+    command = [sys.executable, "-m", "components.cli", "predict", str(folder), "--model-uri", _champion(trained_run)]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": trained_store}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    process.stdout.close()
+    stderr = process.stderr.read()
+    assert process.wait(timeout=300) == 1
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr[-2000:]
+
+
 def test_models_list_shows_the_champion_and_its_run(trained_run: TrainedRun, trained_store):
     listed = _cli("models", "--name", trained_run.registered_model, "list", store=trained_store)
     assert listed.returncode == 0, listed.stderr
