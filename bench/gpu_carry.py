@@ -2,8 +2,9 @@
 
 TensorFlow-free (components/data/shard_reader.py writes the framing), so the same code can write them
 on the GPU host itself. Two sets, under bench/carry/ (git-ignored):
-- photos/: photo-like 224 px JPEGs (`--photo-size`) (smooth colour fields plus fine grain, about the size of
-  camera photos at that scale), with the improved variant's live augmentation policy;
+- photos/: photo-like JPEGs, 224 px unless `--photo-size` says otherwise (smooth colour fields
+  plus fine grain, about the size of camera photos at that scale), with the improved variant's
+  live augmentation policy;
 - cifake/: the CIFAKE dev subset (../shared/data/cifake-dev) as it is, 32 px JPEGs, for a short real
   training with a test AUC.
 """

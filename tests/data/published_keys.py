@@ -23,11 +23,11 @@ from components.contracts import ShardConfig, ShardResult, ValidateConfig
 from components.wiring import config_key
 
 SIZE = 32
-# Shard settings that enter the shard key, each as the run that would publish it.
+# Shard settings that enter the shard key (data changes, augmentation), each as the run that would publish it.
 SHARDINGS = {
-    "png-resize": {"encoding": "png"},
-    "jpeg-crop": {"encoding": "jpeg", "jpeg_quality": 90, "fit": "crop"},
-    "jpeg-premade": {"encoding": "jpeg", "premade_copies": 1},
+    "png-resize": ({"encoding": "png"}, AugmentConfig()),
+    "jpeg-crop": ({"encoding": "jpeg", "jpeg_quality": 90, "fit": "crop"}, AugmentConfig()),
+    "jpeg-premade": ({"encoding": "jpeg", "premade_copies": 1}, AugmentConfig(rotation_degrees=10.0)),
 }
 
 
@@ -58,13 +58,13 @@ def compute(folder: Path) -> dict:
     write_images(root)
     work_dir = str(folder / "work")
     values: dict = {}
-    for name, changes in SHARDINGS.items():
+    for name, (changes, augment) in SHARDINGS.items():
         data = DataConfig(root=str(root), image_size=SIZE, images_per_shard=4).with_changes(**changes)
         validated = validate(ValidateConfig(data=data, work_dir=work_dir))
         sharded: ShardResult = shard(
             ShardConfig(
                 data=data,
-                augment=AugmentConfig(rotation_degrees=10.0) if name == "jpeg-premade" else AugmentConfig(),
+                augment=augment,
                 report_path=validated.report_path,
                 dataset_fingerprint=validated.dataset_fingerprint,
                 work_dir=work_dir,
