@@ -64,6 +64,7 @@ FAULT_TIERS = {
     "test_fuzz": "data",
     "test_input_guard": "data",
     "test_kill_shard": "data",
+    "test_s3_integrity": "data",
     "test_s3_keys": "data",
     "test_shard_race": "data",
     "test_validate_kill": "data",

@@ -22,6 +22,8 @@ class SyncResult(Strict):
     removed: int
     bytes_fetched: int
     refused: dict[str, str] = {}  # object key (or cached path, on removal) -> why it was not written or removed
+    failed: dict[str, str] = {}  # object key -> why it could not be fetched (and whether the last copy was kept)
+    verified_by: dict[str, int] = {}  # fetched objects by how their content was checked: checksum, md5 or size
 
 
 class ValidateConfig(Strict):

@@ -1,9 +1,18 @@
 """Mirror an s3://bucket/prefix dataset into a local cache, fetching only what changed.
 
 An object is fetched again when its size or ETag differs from the last sync, or when the cached
-file no longer matches. Each download lands beside its target, is checked (size, and MD5 where
-the ETag is one), then renamed into place, so a partial download never passes as complete. The
-cache's state file is written last, after every object has been verified.
+file no longer matches. Each download lands beside its target, is checked with the strongest
+evidence S3 gives for that object, then renamed into place, so a partial download never passes as
+complete:
+- an additional checksum (CRC32, SHA-1, SHA-256; CRC32C and CRC64NVME where awscrt is
+  installed), which botocore verifies as the body is read (`ChecksumMode=ENABLED`);
+- else the ETag, but only where S3 promises it is the MD5: a single-part object stored
+  unencrypted or with SSE-S3. Under SSE-KMS or SSE-C, or after a multipart upload, it is not;
+- else the size alone, which `SyncResult.verified_by` counts apart.
+A download that fails (transfer, checksum, MD5 or size, access) is tried again, then listed in
+`SyncResult.failed` with its reason; the copy from the last sync, if any, stays in place, and the
+sync goes on. Files that never arrived are written to `.s3-sync-failed.json` in the cache, where
+validation finds them and stops with their names. The state file is written last.
 
 Object keys come from whoever can write the bucket, so none is trusted as a path. A key whose
 part below the prefix holds an empty, `.` or `..` segment, that would land outside the cache, that
@@ -19,15 +28,24 @@ import json
 import logging
 import os
 import re
+import shutil
+import time
 import unicodedata
 from pathlib import Path
 
 import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+from botocore.httpchecksum import StreamingChecksumBody
 
 from components.cli_support import component_main
 from components.contracts import SyncConfig, SyncResult
 
 STATE_NAME = ".s3-sync-state.json"
+FAILED_NAME = ".s3-sync-failed.json"  # relative path -> why it is missing; read by validation
+ATTEMPTS = 3
+RETRY_PAUSE_SECONDS = 0.5  # doubled after each failed attempt; botocore already retries throttling
+# ETags S3 documents as the object's MD5: no server-side encryption (older objects), or SSE-S3.
+MD5_ETAG_ENCRYPTION = (None, "AES256")
 # S3's own bucket naming rule; anything else (`..`, `a/b`) would steer the cache path.
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 NAME_MAX = 255  # bytes per path segment on Linux and macOS file systems
@@ -71,7 +89,7 @@ def inside(root: Path, relative: str) -> Path:
     """root/relative, or ValueError when it (through symlinks too) resolves outside root."""
     if problem := segment_problem(relative):
         raise ValueError(problem)
-    if relative == STATE_NAME or relative.split("/")[-1].endswith(".partial"):
+    if relative in (STATE_NAME, FAILED_NAME) or relative.split("/")[-1].endswith(".partial"):
         raise ValueError("is a name the sync keeps for itself")
     target = root / relative
     if not target.resolve().is_relative_to(root.resolve()):
@@ -109,28 +127,85 @@ def run(cfg: SyncConfig) -> SyncResult:
     listed = {_relative(item["Key"], prefix): item for item in _list_objects(client, bucket, prefix)}
     targets, refused = plan({relative: item["Key"] for relative, item in listed.items()}, root)
     removed = _remove_gone(root, set(previous) - set(targets), refused)
-    current, fetched, bytes_fetched = {}, 0, 0
-    for relative, target in targets.items():
-        item = listed[relative]
-        stamp = {"size": item["Size"], "etag": item["ETag"].strip('"')}
-        if previous.get(relative) != stamp or not target.is_file() or target.stat().st_size != stamp["size"]:
-            _download(client, bucket, item["Key"], target, stamp)
-            fetched, bytes_fetched = fetched + 1, bytes_fetched + stamp["size"]
-        current[relative] = stamp
+    tally = _fetch_changed(client, bucket, listed, targets, previous)
     for key, reason in sorted(refused.items()):
         logger.warning("s3 sync refused %r: %s", key, reason)
-    partial = state_path.with_suffix(".partial")
-    partial.write_text(json.dumps(current, indent=1, sort_keys=True))
-    os.replace(partial, state_path)
+    if tally.missing:
+        _write_atomically(root / FAILED_NAME, tally.missing)
+    else:
+        (root / FAILED_NAME).unlink(missing_ok=True)
+    _write_atomically(state_path, tally.current)  # last: only verified files are ever recorded
     return SyncResult(
         uri=cfg.uri,
         local_root=str(root),
-        fetched=fetched,
-        unchanged=len(current) - fetched,
+        fetched=sum(tally.verified_by.values()),
+        unchanged=tally.unchanged_count,
         removed=removed,
-        bytes_fetched=bytes_fetched,
+        bytes_fetched=tally.bytes_fetched,
         refused=refused,
+        failed=tally.reasons,
+        verified_by=tally.verified_by,
     )
+
+
+def missing_after_sync(root: Path) -> dict[str, str]:
+    """Files the last sync into `root` listed in the bucket but could not fetch (relative path -> why)."""
+    path = root / FAILED_NAME
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+class _FetchFailed(Exception):
+    pass
+
+
+def _fetch_changed(client, bucket: str, listed: dict[str, dict], targets: dict[str, Path], previous: dict) -> _Tally:
+    tally = _Tally()
+    for relative, target in targets.items():
+        item = listed[relative]
+        stamp = {"size": item["Size"], "etag": item["ETag"].strip('"')}
+        if previous.get(relative) == stamp and target.is_file() and target.stat().st_size == stamp["size"]:
+            tally.unchanged(relative, stamp)
+            continue
+        try:
+            tally.fetched(relative, *_fetch(client, bucket, item["Key"], target))
+        except _FetchFailed as error:
+            tally.failed(relative, item["Key"], str(error), previous.get(relative), target)
+    return tally
+
+
+class _Tally:
+    """What one sync found for each object it may write."""
+
+    def __init__(self) -> None:
+        self.current: dict[str, dict] = {}  # the next state file
+        self.unchanged_count = 0
+        self.verified_by: dict[str, int] = {}
+        self.bytes_fetched = 0
+        self.reasons: dict[str, str] = {}  # object key -> why it could not be fetched
+        self.missing: dict[str, str] = {}  # relative path -> why, for those with no earlier copy
+
+    def unchanged(self, relative: str, stamp: dict) -> None:
+        self.current[relative] = stamp
+        self.unchanged_count += 1
+
+    def fetched(self, relative: str, stamp: dict, how: str) -> None:
+        self.current[relative] = stamp
+        self.verified_by[how] = self.verified_by.get(how, 0) + 1
+        self.bytes_fetched += stamp["size"]
+
+    def failed(self, relative: str, key: str, reason: str, last: dict | None, target: Path) -> None:
+        logger.warning("s3 sync could not fetch %r: %s", key, reason)
+        # The last sync's copy stays under its old stamp, so the next sync tries the object again.
+        if last and target.is_file() and target.stat().st_size == last["size"]:
+            self.current[relative], self.reasons[key] = last, f"{reason}; kept the copy from the last sync"
+        else:
+            self.reasons[key] = self.missing[relative] = reason
+
+
+def _write_atomically(path: Path, content: dict) -> None:
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(content, indent=1, sort_keys=True))
+    os.replace(partial, path)
 
 
 def _relative(key: str, prefix: str) -> str:
@@ -165,19 +240,47 @@ def _list_objects(client, bucket: str, prefix: str):
                 yield item
 
 
-def _download(client, bucket: str, key: str, target: Path, stamp: dict) -> None:
+def _fetch(client, bucket: str, key: str, target: Path) -> tuple[dict, str]:
+    """(stamp, how the content was checked), after at most ATTEMPTS tries."""
+    for attempt in range(ATTEMPTS):
+        if attempt:
+            time.sleep(RETRY_PAUSE_SECONDS * 2 ** (attempt - 1))
+        try:
+            return _download(client, bucket, key, target)
+        except (OSError, BotoCoreError, ClientError) as error:
+            last = error
+    raise _FetchFailed(f"{last} (after {ATTEMPTS} attempts)") from last
+
+
+def _download(client, bucket: str, key: str, target: Path) -> tuple[dict, str]:
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.partial")
-    client.download_file(bucket, key, str(partial))
+    try:
+        reply = client.get_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        with open(partial, "wb") as handle:
+            shutil.copyfileobj(reply["Body"], handle)  # botocore checks the checksum on the last read
+        # The stamp is what was fetched: the object may have changed since it was listed.
+        stamp = {"size": reply["ContentLength"], "etag": reply["ETag"].strip('"')}
+        how = _check(partial, reply, stamp, f"s3://{bucket}/{key}")
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, target)
+    return stamp, how
+
+
+def _check(partial: Path, reply: dict, stamp: dict, uri: str) -> str:
     size = partial.stat().st_size
     if size != stamp["size"]:
-        partial.unlink()
-        raise OSError(f"s3://{bucket}/{key}: got {size} bytes, expected {stamp['size']}")
-    # A multipart ETag ("<md5>-<parts>") is not the file's MD5; only a plain one can be checked.
-    if "-" not in stamp["etag"] and hashlib.md5(partial.read_bytes(), usedforsecurity=False).hexdigest() != stamp["etag"]:
-        partial.unlink()
-        raise OSError(f"s3://{bucket}/{key}: content does not match its ETag {stamp['etag']}")
-    os.replace(partial, target)
+        raise OSError(f"{uri}: got {size} bytes, expected {stamp['size']}")
+    if isinstance(reply["Body"], StreamingChecksumBody):
+        return "checksum"
+    encrypted_by_key = reply.get("ServerSideEncryption") not in MD5_ETAG_ENCRYPTION or reply.get("SSECustomerAlgorithm")
+    if "-" in stamp["etag"] or encrypted_by_key:  # multipart, SSE-KMS or SSE-C: the ETag is no MD5
+        return "size"
+    if hashlib.md5(partial.read_bytes(), usedforsecurity=False).hexdigest() != stamp["etag"]:
+        raise OSError(f"{uri}: content does not match its MD5 ETag {stamp['etag']}")
+    return "md5"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -34,6 +34,7 @@ from components.data.images import (
     list_entries,
     quarantined_row,
 )
+from components.data.s3data import missing_after_sync
 
 REPORT_COLUMNS = [
     "split",
@@ -111,6 +112,10 @@ def verdict_settings(data: DataConfig) -> str:
 def _walk(root: Path, data: DataConfig):
     if not root.is_dir():
         raise DatasetError(f"Data root is not a folder. Received: data.root={str(root)!r}")
+    if missing := missing_after_sync(root):
+        named = "; ".join(f"{path}: {why}" for path, why in sorted(missing.items())[:5])
+        more = f"; and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise DatasetError(f"{len(missing)} file(s) in the bucket did not arrive in the last S3 sync, so sync again: {named}{more}")
     for split in (data.train_dir, data.test_dir):
         for name in data.class_names:
             folder = root / split / name
