@@ -275,8 +275,8 @@ def _check(partial: Path, reply: dict, stamp: dict, uri: str) -> str:
         raise OSError(f"{uri}: got {size} bytes, expected {stamp['size']}")
     if isinstance(reply["Body"], StreamingChecksumBody):
         return "checksum"
-    encrypted_by_key = reply.get("ServerSideEncryption") not in MD5_ETAG_ENCRYPTION or reply.get("SSECustomerAlgorithm")
-    if "-" in stamp["etag"] or encrypted_by_key:  # multipart, SSE-KMS or SSE-C: the ETag is no MD5
+    encryption_hides_md5 = reply.get("ServerSideEncryption") not in MD5_ETAG_ENCRYPTION or reply.get("SSECustomerAlgorithm")
+    if "-" in stamp["etag"] or encryption_hides_md5:  # multipart, SSE-KMS or SSE-C: the ETag is no MD5
         return "size"
     if hashlib.md5(partial.read_bytes(), usedforsecurity=False).hexdigest() != stamp["etag"]:
         raise OSError(f"{uri}: content does not match its MD5 ETag {stamp['etag']}")

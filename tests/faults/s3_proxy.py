@@ -17,7 +17,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 from xml.sax.saxutils import escape
 
-HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"}
+# Hop-by-hop headers, the length (recomputed once a body is rewritten) and the two headers
+# BaseHTTPRequestHandler sends itself.
+NOT_RELAYED = {"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"}
 
 
 @dataclass(frozen=True)
@@ -87,11 +89,11 @@ def _handler(proxy: S3RewritingProxy) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
 
         def _relay(self) -> None:
-            headers = {name: value for name, value in self.headers.items() if name.lower() not in HOP_BY_HOP}
+            headers = {name: value for name, value in self.headers.items() if name.lower() not in NOT_RELAYED}
             status, reply_headers, body = proxy.forward(self.command, self.path, headers)
             self.send_response(status)
             for name, value in reply_headers:
-                if name.lower() not in HOP_BY_HOP:
+                if name.lower() not in NOT_RELAYED:
                     self.send_header(name, value)
             length = dict((name.lower(), value) for name, value in reply_headers).get("content-length", "0")
             self.send_header("Content-Length", length if self.command == "HEAD" else str(len(body)))
