@@ -96,6 +96,7 @@ ONE_WORKER_MODULES = frozenset(
         "flows/test_pipeline",
         "model/test_behavioral",
         "model/test_backends",
+        "model/test_serving_model",
         "faults/test_registry_lock",
         "kfp/test_compile",
     )

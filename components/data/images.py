@@ -1,7 +1,7 @@
 """Pillow-only image handling shared by validation and sharding.
 
 This module never imports TensorFlow, so process pools can spawn workers from it cheaply.
-Validation and sharding decode through the same `load_rgb`, so the normalisation that the
+Validation and sharding decode through the same `decode_rgb`, so the normalisation that the
 validation report promises is exactly what the shards get.
 """
 
@@ -28,6 +28,9 @@ from components.data.fit import fit_image
 # Modes that map onto RGB without losing meaning. 16-bit and float modes ("I;16", "I", "F")
 # would need a tone mapping we can't choose for the user, so they are quarantined instead.
 CONVERTIBLE_MODES = {"RGB", "RGBA", "RGBX", "L", "LA", "P", "PA", "CMYK", "YCbCr", "1", "LAB", "HSV"}
+# The formats photos and generators' outputs come in. Pillow's other decoders (PSD, EPS, ICNS,
+# FITS, ...) are rarely exercised code that an upload would otherwise reach. A phone's MPO opens as JPEG.
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 
 
 class UnusableImage(Exception):
@@ -43,12 +46,6 @@ class ImageFacts:
     width: int
     height: int
     normalised: str
-
-
-def load_rgb(path: Path, max_pixels: int) -> tuple[Image.Image, ImageFacts]:
-    """Fully decode a file into RGB, applying EXIF orientation; raise UnusableImage otherwise."""
-    data, _ = read_file(path)
-    return decode_rgb(data, max_pixels)
 
 
 def read_file(path: Path) -> tuple[bytes, os.stat_result]:
@@ -75,6 +72,7 @@ def read_file(path: Path) -> tuple[bytes, os.stat_result]:
 
 
 def decode_rgb(data: bytes, max_pixels: int) -> tuple[Image.Image, ImageFacts]:
+    """Fully decode into RGB, applying EXIF orientation; raise UnusableImage otherwise."""
     if not data:
         raise UnusableImage("zero-byte file")
     digest = hashlib.sha256(data).hexdigest()
@@ -98,7 +96,7 @@ def _decode(data: bytes, max_pixels: int) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
             try:
-                image = Image.open(io.BytesIO(data))
+                image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
                 image.load()  # a header parse is not enough: truncation shows only on full decode
                 return image
             finally:
@@ -106,7 +104,7 @@ def _decode(data: bytes, max_pixels: int) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise UnusableImage(f"decompression bomb: {error}") from None
     except Image.UnidentifiedImageError:
-        raise UnusableImage("not an image Pillow can identify") from None
+        raise UnusableImage(f"not an image in an accepted format ({', '.join(ACCEPTED_FORMATS)})") from None
     except MemoryError:
         raise UnusableImage("out of memory while decoding: over the per-file budget (data.decode_memory_mb)") from None
     except Exception as error:  # Pillow's decoders raise far more than OSError (NotImplementedError, struct.error, ...)
@@ -258,7 +256,14 @@ class ImageJob:
 
 def prepare_example(job: ImageJob) -> bytes:
     """Shard-time work for one record, run in a worker process: decode, fit, (augment), re-encode."""
-    image, _ = load_rgb(Path(job.path), job.max_pixels)
+    data, _ = read_file(Path(job.path))
+    return prepare_bytes(data, job)
+
+
+def prepare_bytes(data: bytes, job: ImageJob) -> bytes:
+    """prepare_example on bytes already in hand (an upload): the one decode, fit and re-encoding
+    that shards, `detector predict` and the serving model all share."""
+    image, _ = decode_rgb(data, job.max_pixels)
     image = fit_image(image, job.size, job.fit, job.margin)
     if job.augment_policy is not None:
         image = random_affine(image, rng=random.Random(job.seed), **job.augment_policy)

@@ -21,6 +21,7 @@ import yaml
 
 SHA256_TAG = "model_sha256"
 KERAS_FILE = "data/model.keras"  # where mlflow.keras.log_model puts the native Keras file
+SERVING_KERAS_FILE = "artifacts/model.keras"  # where the serving pyfunc model keeps its copy
 PICKLE_SETTING = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
 # models:/<name>/<version> or models:/<name>@<alias>: the only URIs that carry a recorded digest.
 REGISTRY_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))")
@@ -44,12 +45,12 @@ def file_sha256(path: Path) -> str:
 
 
 def logged_model_sha256(model_uri: str) -> str:
-    """SHA-256 of the `.keras` file behind a logged model; what registration records."""
+    """SHA-256 of the `.keras` file behind a logged or registered model; what registration records."""
     import mlflow
 
     with tempfile.TemporaryDirectory(prefix="model-digest-") as scratch:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=scratch))
-        return file_sha256(_keras_file(local, model_uri))
+        return file_sha256(keras_file(local, model_uri))
 
 
 def load_file(path: str | Path):
@@ -79,11 +80,12 @@ def load_registered(model_uri: str):
     pinned = f"models:/{version.name}/{version.version}"
     with tempfile.TemporaryDirectory(prefix="model-load-") as scratch:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=pinned, dst_path=scratch))
-        keras_file = _keras_file(local, label)
-        actual = file_sha256(keras_file)
+        found = keras_file(local, label)
+        actual = file_sha256(found)
         if actual != expected:
-            raise ModelRefused(f"{label}: {KERAS_FILE} has SHA-256 {actual}, but {expected} was registered; refusing to load it")
-        return load_file(keras_file)
+            relative = found.relative_to(local)
+            raise ModelRefused(f"{label}: {relative} has SHA-256 {actual}, but {expected} was registered; refusing to load it")
+        return load_file(found)
 
 
 def resolve_version(model_uri: str):
@@ -101,16 +103,23 @@ def resolve_version(model_uri: str):
     return client.get_model_version(match["name"], match["version"])
 
 
-def _keras_file(local: Path, label: str) -> Path:
-    """The `.keras` file of a downloaded model folder, refusing any other flavour or layout."""
+def keras_file(local: Path, label: str) -> Path:
+    """The `.keras` file of a downloaded model folder: the keras flavour's, or the one in the
+    registry's serving model (components/registry/serving_model.py), whose code is never run
+    here. Any other flavour or layout is refused."""
     mlmodel = local / "MLmodel"
     flavors = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors", {}) if mlmodel.is_file() else {}
-    keras_flavor = flavors.get("keras")
-    if not isinstance(keras_flavor, dict):
-        raise ModelRefused(f"{label}: only the keras flavour is loaded. Received flavours: {sorted(flavors)}")
-    if keras_flavor.get("save_exported_model"):
-        raise ModelRefused(f"{label}: an exported SavedModel (save_exported_model: true) runs its own code on load; refused")
-    keras_file = local / KERAS_FILE
-    if keras_file.is_symlink() or not keras_file.is_file():
-        raise ModelRefused(f"{label}: no regular file {KERAS_FILE} in the model")
-    return keras_file
+    keras_flavor, pyfunc = flavors.get("keras"), flavors.get("python_function")
+    if isinstance(keras_flavor, dict):
+        if keras_flavor.get("save_exported_model"):
+            raise ModelRefused(f"{label}: an exported SavedModel (save_exported_model: true) runs its own code on load; refused")
+        relative = KERAS_FILE
+    elif isinstance(pyfunc, dict) and (pyfunc.get("artifacts") or {}).get("keras_model", {}).get("path") == SERVING_KERAS_FILE:
+        relative = SERVING_KERAS_FILE
+    else:
+        expected = "only the keras flavour or the serving model's .keras file is loaded"
+        raise ModelRefused(f"{label}: {expected}. Received flavours: {sorted(flavors)}")
+    found = local / relative
+    if found.is_symlink() or not found.is_file():
+        raise ModelRefused(f"{label}: no regular file {relative} in the model")
+    return found

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
+from pathlib import Path
 
 import mlflow
 from mlflow import MlflowClient
@@ -24,13 +26,14 @@ from mlflow.exceptions import MlflowException
 
 from components.cli_support import component_main
 from components.contracts import CHALLENGER, CHAMPION, PREVIOUS, RegisteredVersion, RegistryConfig, RegistryResult
-from components.registry import loading
+from components.registry import loading, serving_model
 from components.registry.promotion_lock import promotion_lock
 
 HISTORY_TAG = "champion_history"  # JSON list of versions, oldest first; its last entry holds @champion
 METRICS_TAG = "metrics"  # JSON {name: value}: every test metric in one tag
 DECISION_TAG = "decision"  # promoted | not promoted | forced | rolled back; the reason is in the description
 ROLLED_BACK_TAG = "rolled_back"
+MANIFEST = "data/manifest.json"  # the shard manifest training logs in its run
 LEGACY_METRIC_PREFIX = "metric."  # versions registered before METRICS_TAG carry one tag per metric
 MODEL_DESCRIPTION = (
     "Detects AI-generated images: P(AI-generated) per image, from a ResNet50 fine-tuned on real vs generated images. "
@@ -214,6 +217,17 @@ def _existing_version(client: MlflowClient, cfg: RegistryConfig) -> ModelVersion
 
 
 def _register(cfg: RegistryConfig) -> ModelVersion:
+    """The version's source is the serving model (components/registry/serving_model.py) when the
+    run carries the shard manifest that serving needs; a model trained outside the pipeline has
+    none, and is registered as the bare Keras model."""
+    with tempfile.TemporaryDirectory(prefix="register-") as scratch:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=cfg.model_uri, dst_path=scratch))
+        digest = loading.file_sha256(loading.keras_file(local, cfg.model_uri))  # every load verifies it
+        source = cfg.model_uri
+        if MANIFEST in {item.path for item in MlflowClient().list_artifacts(cfg.run_id, "data")}:
+            manifest = mlflow.artifacts.load_dict(f"runs:/{cfg.run_id}/{MANIFEST}")
+            config = {"registered_model": cfg.registered_model, "run_id": cfg.run_id, "threshold": cfg.threshold, "model_sha256": digest}
+            source = serving_model.log(cfg.run_id, local, manifest, config)
     primary = cfg.metrics[cfg.primary_metric]
     tags = {
         "variant": cfg.variant,
@@ -222,9 +236,9 @@ def _register(cfg: RegistryConfig) -> ModelVersion:
         "primary_metric": f"{cfg.primary_metric}={primary:.4f}",
         METRICS_TAG: json.dumps({name: round(value, 6) for name, value in sorted(cfg.metrics.items())}),
         **({"config_key": cfg.config_key} if cfg.config_key else {}),
-        loading.SHA256_TAG: loading.logged_model_sha256(cfg.model_uri),  # every load verifies it
+        loading.SHA256_TAG: digest,
     }
-    return mlflow.register_model(cfg.model_uri, cfg.registered_model, tags=tags)
+    return mlflow.register_model(source, cfg.registered_model, tags=tags)
 
 
 def main(argv: list[str] | None = None) -> None:

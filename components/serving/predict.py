@@ -1,36 +1,30 @@
 """Score images with a registered model: the probability that each one is AI-generated.
 
 Images go through the same decode, normalisation, resize and re-encoding the model's training
-shards went through (read from the manifest logged with its run), so a JPEG-trained model is
-not shown pristine pixels it never saw. The label uses the threshold tuned on validation.
+shards went through (components/serving/scoring.py, from the manifest logged with its run), so
+a JPEG-trained model is not shown pristine pixels it never saw. The label uses the version's
+threshold tuned on validation.
 For a model trained with `data.fit=crop`, `crops=5` averages the scores of five crops per image
 (components/data/fit.py, `multi_crops`); every other fit scores the one image it makes.
 """
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
 
-import mlflow
 import numpy as np
-from mlflow import MlflowClient
-from PIL import Image
 from pydantic import Field, field_validator
 
 from components.cli_support import component_main
 from components.config import DataConfig, Strict
-from components.contracts import CHAMPION, DEFAULT_REGISTERED_MODEL, Manifest
-from components.data.fit import TEST_CROPS, TRAIN_CROP_MARGIN, multi_crops
+from components.contracts import CHAMPION, DEFAULT_REGISTERED_MODEL
+from components.data.fit import TEST_CROPS
 from components.data.guard import guarded
-from components.data.images import ImageJob, list_entries, prepare_example, printable
-from components.registry import loading
-from components.training.model import ImageNetPreprocess  # noqa: F401  registers the layer for load_model
-
-MAX_PIXELS = 89_478_485
+from components.data.images import list_entries, prepare_example, printable
+from components.serving import scoring
 
 
 class PredictConfig(Strict):
@@ -65,46 +59,28 @@ class PredictResult(Strict):
 
 
 def run(cfg: PredictConfig) -> PredictResult:
-    info = mlflow.models.get_model_info(cfg.model_uri)
-    logged = mlflow.artifacts.load_dict(f"runs:/{info.run_id}/data/manifest.json")
-    # The tuned threshold cuts P(positive class); fall back to the report's 0.5 if none was tuned.
-    threshold = MlflowClient().get_run(info.run_id).data.metrics.get("test_tuned/threshold", 0.5)
-    model = loading.load_registered(cfg.model_uri)  # keras flavour, safe mode, SHA-256 checked
-    manifest = Manifest.model_validate(logged)  # after the model's checks: a refused model is refused first
-    positive, generated = manifest.positive_class, manifest.generated_class
+    detector = scoring.load_registered(cfg.model_uri)  # keras flavour, safe mode, SHA-256 checked
+    manifest = detector.manifest
+    positive = manifest.positive_class
     negative = next(name for name in manifest.class_names if name != positive)
     predictions, skipped = [], {}
-    for paths, pixels, failures in prepared_batches(_image_paths(Path(cfg.images)), manifest, cfg):
+    for paths, pixels, failures in prepared_batches(_image_paths(Path(cfg.images)), detector, cfg):
         skipped.update(failures)
-        scores = _scores(model, pixels)
-        for path, score in zip(paths, scores):
-            p_generated = float(score) if positive == generated else 1.0 - float(score)
-            predictions.append(Prediction(path=path, p_ai_generated=p_generated, label=positive if score >= threshold else negative))
+        for path, score in zip(paths, detector.positive_scores(pixels)):
+            answer = detector.answer(float(score))
+            label = positive if detector.is_positive(float(score)) else negative
+            predictions.append(Prediction(path=path, p_ai_generated=answer.p_ai_generated, label=label))
+    threshold = detector.threshold
     return PredictResult(model_uri=cfg.model_uri, positive_class=positive, threshold=threshold, predictions=predictions, skipped=skipped)
 
 
-def _scores(model, pixels: list[np.ndarray]) -> np.ndarray:
-    """One score per image; an image given as a stack of crops scores the mean over its crops."""
-    if not pixels:
-        return np.zeros(0)
-    if pixels[0].ndim == 3:
-        return model.predict_on_batch(np.stack(pixels)).ravel()
-    count = len(pixels[0])
-    return model.predict_on_batch(np.concatenate(pixels)).ravel().reshape(-1, count).mean(axis=1)
-
-
 def prepared_batches(
-    paths: list[Path], manifest: Manifest, cfg: PredictConfig
+    paths: list[Path], detector: scoring.Detector, cfg: PredictConfig
 ) -> Iterator[tuple[list[str], list[np.ndarray], dict[str, str]]]:
     """(paths, pixels, failures) batch by batch, so memory stays flat. Each image is decoded in a
     guarded worker: a file that fails, hangs or kills its worker becomes its own skipped entry,
     and the rest of its batch is still scored."""
-    fit, size = manifest.fit, manifest.image_size
-    crops = cfg.crops if fit == "crop" else 1
-    # Multi-crop keeps the margin training crops were drawn from; the crops are cut after decoding.
-    margin = TRAIN_CROP_MARGIN if crops > 1 else 1
-    quality = manifest.encoding.jpeg_quality or 95
-    jobs = [ImageJob(str(path), size, manifest.encoding.codec, quality, MAX_PIXELS, fit=fit, margin=margin) for path in paths]
+    jobs = [detector.job(str(path), cfg.crops) for path in paths]
     workers = min(cfg.workers or os.cpu_count() or 1, max(1, len(jobs)))
     with guarded(workers, cfg.decode_timeout_seconds, cfg.decode_memory_mb) as guard:
         outcomes = zip(paths, guard.map(prepare_example, jobs))
@@ -115,8 +91,7 @@ def prepared_batches(
                     failures[printable(str(path))] = outcome.error
                 else:
                     kept.append(printable(str(path)))
-                    decoded = np.asarray(Image.open(io.BytesIO(outcome.value)).convert("RGB"), dtype=np.float32)
-                    pixels.append(multi_crops(decoded, size, crops) if crops > 1 else decoded)
+                    pixels.append(detector.pixels(outcome.value, cfg.crops))
             yield kept, pixels, failures
 
 

@@ -107,7 +107,8 @@ def test_predict_averages_the_five_crops_of_a_crop_model(tmp_path):
     import keras
     from PIL import Image
 
-    from components.serving.predict import PredictConfig, _scores, prepared_batches
+    from components.serving.predict import PredictConfig, prepared_batches
+    from components.serving.scoring import Detector
 
     size = 8
     image = np.zeros((2 * size, 2 * size, 3), dtype=np.uint8)
@@ -115,15 +116,15 @@ def test_predict_averages_the_five_crops_of_a_crop_model(tmp_path):
     Image.fromarray(image).save(tmp_path / "a.png")
     # Only the fields predict reads from a model's manifest.
     manifest = Manifest.model_construct(image_size=size, fit="crop", encoding=ManifestEncoding(codec="png"))
-    (_, [crops], _), *_ = prepared_batches([tmp_path / "a.png"], manifest, PredictConfig(images=str(tmp_path), crops=5, workers=1))
-    assert crops.shape == (5, size, size, 3)
     inputs = keras.Input((size, size, 3))
     mean_pixel = keras.layers.Dense(1, kernel_initializer="ones", use_bias=False)(keras.layers.GlobalAveragePooling2D()(inputs) / 3)
-    model = keras.Model(inputs, mean_pixel)
+    detector = Detector(keras.Model(inputs, mean_pixel), manifest, threshold=0.5, version="1")
+    (_, [crops], _), *_ = prepared_batches([tmp_path / "a.png"], detector, PredictConfig(images=str(tmp_path), crops=5, workers=1))
+    assert crops.shape == (5, size, size, 3)
     # centre: a quarter bright (50); top-left corner 200; the other corners 0 → mean 50.
-    assert _scores(model, [crops]) == pytest.approx([50.0])
-    (_, [centre], _), *_ = prepared_batches([tmp_path / "a.png"], manifest, PredictConfig(images=str(tmp_path), workers=1))
-    assert centre.shape == (size, size, 3) and _scores(model, [centre]) == pytest.approx([50.0])
+    assert detector.positive_scores([crops]) == pytest.approx([50.0])
+    (_, [centre], _), *_ = prepared_batches([tmp_path / "a.png"], detector, PredictConfig(images=str(tmp_path), workers=1))
+    assert centre.shape == (size, size, 3) and detector.positive_scores([centre]) == pytest.approx([50.0])
 
 
 def test_quality_summary_reads_each_variants_figures_back_from_its_run(tracking_store):

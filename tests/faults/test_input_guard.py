@@ -82,6 +82,7 @@ def test_shard_skips_and_names_files_that_went_bad_after_validation(tiny_dataset
 
 def test_predict_scores_each_image_and_names_each_failure(tmp_path: Path):
     from components.serving.predict import PredictConfig, prepared_batches
+    from components.serving.scoring import Detector
 
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -94,7 +95,8 @@ def test_predict_scores_each_image_and_names_each_failure(tmp_path: Path):
     # Only the fields predict reads from a model's manifest.
     manifest = Manifest.model_construct(image_size=TINY, encoding=ManifestEncoding(codec="png"), fit="resize")
     paths = sorted(folder.iterdir())
-    batches = list(prepared_batches(paths, manifest, PredictConfig(images=str(folder), batch_size=2, workers=2)))
+    detector = Detector(model=None, manifest=manifest, threshold=0.5, version="1")  # preparation only
+    batches = list(prepared_batches(paths, detector, PredictConfig(images=str(folder), batch_size=2, workers=2)))
     kept = [path for paths, _, _ in batches for path in paths]
     failures = {path: reason for _, _, failed in batches for path, reason in failed.items()}
     assert kept == [str(folder / f"good{index}.png") for index in range(3)]
