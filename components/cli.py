@@ -22,6 +22,7 @@ from components.contracts import STAGES as PIPELINE_STAGES
 STAGES = {
     "demo-data": ("components.data.demo_data", "Generate the offline demo dataset (REAL crops vs simulated-generator FAKEs)."),
     **{name: (stage.module, stage.help) for name, stage in PIPELINE_STAGES.items()},
+    "serve": ("components.serving.service", "HTTP service and web page for a registered model; follows @champion as it moves."),
     "kfp": ("kfp_pipeline.cli", "Kubeflow Pipelines: compile, submit, or run locally (kfp runs in its own .venv-kfp)."),
 }
 

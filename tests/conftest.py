@@ -97,6 +97,7 @@ ONE_WORKER_MODULES = frozenset(
         "model/test_behavioral",
         "model/test_backends",
         "model/test_serving_model",
+        "model/test_service",
         "faults/test_registry_lock",
         "kfp/test_compile",
     )

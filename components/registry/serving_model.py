@@ -60,7 +60,7 @@ def log(run_id: str, keras_model_dir: Path, manifest: dict, config: dict) -> str
             model_config=config,
             code_paths=[str(code)],
             signature=SIGNATURE,
-            input_example=pd.DataFrame({"image": [_example_jpeg()]}),
+            input_example=pd.DataFrame({"image": [example_jpeg()]}),
             pip_requirements=_requirements(keras_model_dir),
         )
         MlflowClient().log_artifacts(run_id, str(scratch / ARTIFACT_PATH), ARTIFACT_PATH)
@@ -74,7 +74,7 @@ def _requirements(keras_model_dir: Path) -> list[str]:
     return [*(line for line in lines if line.strip()), *(f"{name}=={installed(name)}" for name in EXTRA_REQUIREMENTS if name not in named)]
 
 
-def _example_jpeg() -> bytes:
+def example_jpeg() -> bytes:
     """A small photo-like JPEG: what the MLflow UI shows as the request body to copy."""
     image = Image.linear_gradient("L").resize((64, 64)).convert("RGB")
     buffer = io.BytesIO()

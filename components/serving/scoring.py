@@ -47,6 +47,7 @@ class Detector:
     manifest: Manifest
     threshold: float  # as tuned: on P(manifest.positive_class)
     version: str  # "3", or where it came from when it is not a registry version
+    max_pixels: int = MAX_PIXELS  # an image with more is refused before it is decoded
 
     @property
     def positive_is_generated(self) -> bool:
@@ -61,7 +62,7 @@ class Detector:
         fit = self.manifest.fit
         margin = TRAIN_CROP_MARGIN if fit == "crop" and crops > 1 else 1  # multi-crop cuts its crops after decoding
         quality = self.manifest.encoding.jpeg_quality or 95
-        return ImageJob(path, self.manifest.image_size, self.manifest.encoding.codec, quality, MAX_PIXELS, fit=fit, margin=margin)
+        return ImageJob(path, self.manifest.image_size, self.manifest.encoding.codec, quality, self.max_pixels, fit=fit, margin=margin)
 
     def pixels(self, prepared: bytes, crops: int = 1) -> np.ndarray:
         """The model's input for one prepared image: HxWx3 float pixels, or a stack of crops."""
