@@ -53,8 +53,9 @@ coverage: $(STAMP) $(KFP_STAMP)
 test-fast: $(STAMP) $(KFP_STAMP)
 	$(BIN)/pytest $(PYTEST_PARALLEL) -m "code or data"
 
-# The MLflow UI as a user sees it: a fresh tiny demo-like store, `mlflow server` on loopback and
-# headless Chromium (Debian's package: apt-get install chromium); screenshots in work/ui-check/.
+# The MLflow UI and the `detector serve` page as a user sees them: a fresh tiny demo-like store,
+# `mlflow server` on loopback and headless Chromium (Debian's package: apt-get install chromium);
+# screenshots in work/ui-check/.
 ui-check: $(STAMP)
 	$(BIN)/python -m tests.ui.ui_check --out work/ui-check
 

@@ -4,9 +4,12 @@ Builds a fresh tiny demo-like store (the flow tests' tiny data, two epochs per v
 with `mlflow server` on loopback, and saves screenshots of the runs table, the parent run, the
 compare view of the two variants and the registered model. It fails when a page does not show
 what a user needs: both variants by name with their test AUC, the parent's figures for both
-variants, the model's aliases.
+variants, the model's aliases. Then it starts `detector serve` on the newest registered model's
+@champion, chooses two images on its page and checks that each one's verdict and P(AI-generated)
+render as /predict returns them.
 
     python -m tests.ui.ui_check [--out work/ui-check] [--store sqlite:///mlflow.db] [--readme-shot docs/mlflow-runs.png]
+                                [--serve-shot docs/serve-page.png]
 
 Browser: Debian's chromium (`apt-get install chromium`) driven by Playwright's Python package.
 """
@@ -194,6 +197,75 @@ def screenshots(url: str, out: Path) -> list[Path]:
     return shots
 
 
+@contextlib.contextmanager
+def detector_service(store_uri: str, model_name: str, log_path: Path):
+    """`detector serve` on the model's @champion, as the README starts it."""
+    port = free_port()
+    settings = ["--set", f"model_uri=models:/{model_name}@champion", "--set", f"port={port}"]
+    command = [sys.executable, "-m", "components.cli", "serve", *settings]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store_uri, "PYTHONPATH": str(REPO)}
+    env.pop("DETECTOR_API_TOKEN", None)
+    with open(log_path, "w") as log:
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", server, timeout=180)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def check_serve_page(store_uri: str, out: Path) -> Path:
+    """The service's page, used as a person would: choose two images, see each one's verdict and
+    P(AI-generated); the figures must be the ones /predict returns for the same files."""
+    import requests
+    from playwright.sync_api import sync_playwright
+
+    [model] = MlflowClient(tracking_uri=store_uri).search_registered_models(max_results=1, order_by=["last_updated_timestamp DESC"])
+    images = _two_images(out / "serve-images")
+    with detector_service(store_uri, model.name, out / "detector-serve.log") as url:
+        files = [("images", (path.name, path.read_bytes())) for path in images]
+        expected = {row["name"]: row for row in requests.post(f"{url}/predict", files=files, timeout=60).json()["predictions"]}
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+            page = browser.new_page(viewport={"width": 1100, "height": 800})
+            try:
+                page.goto(url)
+                page.wait_for_selector("#model:has-text('version')")
+                page.set_input_files("#files", [str(path) for path in images])
+                page.wait_for_function("document.querySelectorAll('.verdict').length === 2", timeout=60_000)
+                for card in page.locator(".card").all():
+                    name = card.locator(".name").inner_text()
+                    row = expected[name]
+                    shown = card.locator(".probability").inner_text()
+                    if shown != f"P(AI-generated): {100 * row['p_ai_generated']:.1f} %":
+                        raise UiCheckFailed(f"serve page: {name} shows {shown!r}, /predict says {row['p_ai_generated']}")
+                    verdict = card.locator(".verdict").inner_text()
+                    if verdict != ("Looks real" if row["verdict"] == "real" else "Looks AI-generated"):
+                        raise UiCheckFailed(f"serve page: {name} shows {verdict!r}, /predict says {row['verdict']}")
+                shot = out / "serve-page.png"
+                page.screenshot(path=str(shot), full_page=True)
+            except Exception:
+                page.screenshot(path=str(out / "failed-serve.png"), full_page=True)
+                raise
+            finally:
+                browser.close()
+    return shot
+
+
+def _two_images(folder: Path) -> list[Path]:
+    """A photo-like gradient and a flat synthetic pattern, as JPEG and PNG."""
+    from PIL import Image, ImageDraw
+
+    folder.mkdir(parents=True, exist_ok=True)
+    photo = Image.linear_gradient("L").resize((160, 120)).convert("RGB")
+    pattern = Image.new("RGB", (128, 128), "#3b6ea8")
+    ImageDraw.Draw(pattern).ellipse((24, 24, 104, 104), fill="#e8c547")
+    photo.save(folder / "gradient.jpg", quality=90)
+    pattern.save(folder / "pattern.png")
+    return [folder / "gradient.jpg", folder / "pattern.png"]
+
+
 def _close_assistant(page) -> None:
     """The MLflow Assistant side panel opens by default and takes a third of the screen."""
     close = page.get_by_role("button", name="Close")
@@ -207,6 +279,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="work/ui-check", help="Screenshots (and the fresh store) go here (default: %(default)s).")
     parser.add_argument("--store", help="Check this tracking store (e.g. sqlite:///mlflow.db after `make demo`) instead of a fresh one.")
     parser.add_argument("--readme-shot", help="Also copy the runs-table screenshot here, e.g. docs/mlflow-runs.png.")
+    parser.add_argument("--serve-shot", help="Also copy the `detector serve` page's screenshot here, e.g. docs/serve-page.png.")
     args = parser.parse_args(argv)
     if not Path(CHROMIUM).is_file():
         sys.exit(f"ui-check needs Chromium at {CHROMIUM} (Debian: apt-get install -y chromium; or set CHROMIUM=/path/to/chromium)")
@@ -217,8 +290,11 @@ def main(argv: list[str] | None = None) -> None:
     built = time.monotonic()
     with mlflow_server(store, out / "mlflow-server.log") as url:
         shots = screenshots(url, out)
+    shots.append(check_serve_page(store, out))
     if args.readme_shot:
         shutil.copyfile(shots[0], args.readme_shot)
+    if args.serve_shot:
+        shutil.copyfile(shots[-1], args.serve_shot)
     print(f"ui-check passed: store {built - started:.0f} s, server and browser {time.monotonic() - built:.0f} s")
     for shot in shots:
         print(f"  {shot}")
