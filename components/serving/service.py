@@ -18,7 +18,8 @@ Set the environment variable named by `token_env` (DETECTOR_API_TOKEN) to requir
 
 Given an alias (the default, @champion), the service polls it every `poll_seconds`. When it
 moves, the new version is loaded and warmed beside the old one, then swapped in with one
-assignment: requests in flight finish on the version they started with, and none fails.
+assignment: requests in flight finish on the version they started with, and none fails. Until a
+first version loads (no champion yet), /healthz answers 503 and the service keeps trying.
 """
 
 from __future__ import annotations
@@ -146,23 +147,25 @@ def create_app(cfg: ServeConfig, load: Callable[[str], scoring.Detector] = scori
     serving = Serving(cfg, load)
 
     async def watch() -> None:
+        """Load, then keep following an alias. Until a first version loads (no champion yet, the
+        store unreachable) the service answers 503 and keeps trying; it never exits for it."""
         while True:
-            await asyncio.sleep(cfg.poll_seconds)
             try:
                 await asyncio.to_thread(serving.refresh)
-            except Exception as error:  # noqa: BLE001 - a failed reload keeps the version that serves
+            except Exception as error:  # noqa: BLE001 - a failed load keeps the version that serves
                 serving_now = serving.current.version if serving.current else None
-                LOG.warning("could not reload %s, still serving version %s: %s", cfg.model_uri, serving_now, error)
+                LOG.warning("could not load %s (serving version %s): %s", cfg.model_uri, serving_now, error)
+            if serving.current is not None and not serving.follows_alias:
+                return
+            await asyncio.sleep(cfg.poll_seconds)
 
     @asynccontextmanager
     async def lifespan(app):
-        await asyncio.to_thread(serving.refresh)
-        watcher = asyncio.create_task(watch()) if serving.follows_alias else None
+        watcher = asyncio.create_task(watch())
         try:
             yield
         finally:
-            if watcher is not None:
-                watcher.cancel()
+            watcher.cancel()
 
     app = FastAPI(title="AI-generated image detector", lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.serving = serving

@@ -225,7 +225,7 @@ def test_the_namespace_enforces_the_restricted_pod_security_standard():
 
 def test_every_pod_the_stack_and_its_flow_run_jobs_create_meets_the_restricted_standard(tmp_path: Path):
     pods = _pod_specs(_rendered_stack(tmp_path))
-    assert {"Deployment/mlflow", "Deployment/prefect-worker", "Job/mlflow-users"} <= set(pods)
+    assert {"Deployment/mlflow", "Deployment/prefect-worker", "Deployment/detector-serve", "Job/mlflow-users"} <= set(pods)
     pods["flow-run training job"] = render_job(TRAINING_VALUES)["spec"]["template"]["spec"]
     pods["flow-run cpu job"] = render_job({"name": "validate"})["spec"]["template"]["spec"]
     assert {name: restricted_violations(pod) for name, pod in pods.items() if restricted_violations(pod)} == {}
@@ -275,3 +275,15 @@ def test_pods_refuse_to_start_with_the_example_secrets(manifest: str, secret_fil
     assert refused.returncode == 1 and "change-me-" not in refused.stderr and "_PASSWORD" in refused.stderr
     real = {name: value.replace("change-me", "s3cr3t") for name, value in example.items()}
     assert subprocess.run(check["command"], env={"PATH": "/usr/bin:/bin", **real}, capture_output=True, timeout=30).returncode == 0
+
+
+def test_the_service_is_ready_only_with_a_model_and_holds_only_its_mlflow_login(tmp_path: Path):
+    resources = _rendered_stack(tmp_path)
+    [deployment] = [item for item in resources if item["kind"] == "Deployment" and item["metadata"]["name"] == "detector-serve"]
+    [service] = [item for item in resources if item["kind"] == "Service" and item["metadata"]["name"] == "detector-serve"]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz" and "memory" in container["resources"]["limits"]
+    assert container["args"][0] == "serve" and service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    secrets = {item["valueFrom"]["secretKeyRef"]["key"] for item in container["env"] if "secretKeyRef" in item.get("valueFrom", {})}
+    assert secrets == {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "DETECTOR_API_TOKEN"}, "no S3 or Prefect keys"
+    assert "envFrom" not in container

@@ -8,6 +8,7 @@ import io
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -157,9 +158,29 @@ def test_a_token_when_set_is_required_on_predict(trained_run: TrainedRun, traine
     monkeypatch.setenv("DETECTOR_API_TOKEN", "s3cret-for-this-test")
     app = create_app(ServeConfig(model_uri=f"models:/{trained_run.registered_model}@champion"))
     with TestClient(app) as served:
+        deadline = time.monotonic() + 120
+        while served.get("/healthz").status_code == 503 and time.monotonic() < deadline:
+            time.sleep(0.2)  # the model loads in the background: poll readiness, as a probe does
         files = [("images", ("a.jpg", _jpeg()))]
         refused = served.post("/predict", files=files)
         assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
         assert served.post("/predict", files=files, headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert served.post("/predict", files=files, headers={"Authorization": "Bearer s3cret-for-this-test"}).status_code == 200
         assert served.get("/version").json()["token_required"] and served.get("/healthz").status_code == 200
+
+
+def test_before_any_champion_exists_the_service_is_unready_then_serves_the_first(trained_run: TrainedRun, trained_store):
+    from fastapi.testclient import TestClient
+
+    from components.serving.service import ServeConfig, create_app
+
+    name = "champion-arrives-later"
+    app = create_app(ServeConfig(model_uri=f"models:/{name}@champion", poll_seconds=0.2))
+    with TestClient(app) as served:
+        assert served.get("/healthz").status_code == 503
+        assert served.post("/predict", files=[("images", ("a.jpg", _jpeg()))]).status_code == 503
+        _copy_champion(trained_run.store, name)
+        deadline = time.monotonic() + 120
+        while served.get("/healthz").status_code == 503 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert served.get("/healthz").json() == {"status": "ready", "model_version": "1"}
