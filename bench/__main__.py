@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from bench import growth, orchestration, report, sharding, training
+    from bench import growth, orchestration, report, serving, sharding, training
     from bench import input as input_bench
     from bench.data import make_dataset_folder, shard_folder
 
@@ -46,6 +46,7 @@ def main() -> None:
         small, _, _ = shard_folder(source, work / "shards", TRAIN_DATA, POLICY)
         section(results, "training", lambda: training.measure(small, args.train_steps))
         section(results, "orchestration", lambda: orchestration.measure(work / "orchestration", args.flow_epochs))
+        section(results, "serving", lambda: serving.measure(work / "orchestration"))
         section(results, "growth", lambda: growth.measure(work / "growth"))
     results.update(report.ratios(results))
     results["targets"] = {key: f"{direction} {target}" for key, target, direction in report.TARGETS}

@@ -15,6 +15,8 @@ TARGETS = [
     ("input_vs_decode_ceiling", 0.9, ">="),
     ("train_input_stall", 0.9, ">="),
     ("orchestration_overhead", 1.05, "<="),
+    ("serving_service_vs_forward", 0.7, ">="),
+    ("serving_pyfunc_vs_forward", 0.7, ">="),
 ]
 
 
@@ -48,12 +50,14 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
         "orchestration_overhead": results["orchestration"]["orchestration_overhead"],
         "sharding_scaling": results["sharding"]["scaling"],
         "augment_layer_vs_tf_data_warp": rates["warp_in_model_layer"] / rates["warp_tf_data"],
+        "serving_service_vs_forward": results["serving"]["service"] / results["serving"]["forward_in_process"],
+        "serving_pyfunc_vs_forward": results["serving"]["pyfunc"] / results["serving"]["forward_in_process"],
     }
 
 
 def table(results: dict[str, Any]) -> str:
     rates, training, sharding = results["input"], results["training"], results["sharding"]
-    orchestration = results["orchestration"]
+    orchestration, serving = results["orchestration"], results["serving"]
     lines = [
         f"{'figure':<52}{'value':>14}",
         f"{'input: ImageDataGenerator, augmented (img/s)':<52}{rates['imagedatagenerator']:>14.0f}",
@@ -70,6 +74,12 @@ def table(results: dict[str, Any]) -> str:
         f"{'orchestration: direct (s)':<52}{orchestration['direct_seconds']:>14.1f}",
         f"{'orchestration: Prefect flow + MLflow (s)':<52}{orchestration['flow_seconds']:>14.1f}",
         f"{'orchestration: Prefect API start, once (s)':<52}{orchestration['prefect_startup_seconds']:>14.1f}",
+        f"{'serving: Keras forward in-process, prepared (img/s)':<52}{serving['forward_in_process']:>14.1f}",
+        f"{'serving: decode + forward in-process (img/s)':<52}{serving['score_in_process']:>14.1f}",
+        f"{'serving: detector serve, batches of 32 (img/s)':<52}{serving['service']:>14.1f}",
+        f"{'serving: mlflow models serve, batches of 32 (img/s)':<52}{serving['pyfunc']:>14.1f}",
+        f"{'serving: 1 image, ' + str(serving['latency_clients']) + ' clients: p50 / p99 (ms)':<52}"
+        f"{serving['latency_p50_ms']:>7.0f}{serving['latency_p99_ms']:>7.0f}",
     ]
     for row in results["growth"]:
         label = f"growth {row['scale']:>2}x ({row['images']} images): s, peak MB, marginal ms/img"

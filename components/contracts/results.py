@@ -6,6 +6,10 @@ stage. The component modules import these names (`train.TrainConfig` is this `Tr
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field
+
 from components.config import DEFAULT_REGISTERED_MODEL, PRIMARY_METRIC, AugmentConfig, DataConfig, PipelineConfig, Strict
 
 
@@ -119,3 +123,29 @@ class RegisteredVersion(Strict):
     run_id: str
     metrics: dict[str, float]
     threshold: float
+
+
+class ScoreConfig(Strict):
+    """Batch scoring (components/serving/score.py): a folder or s3:// prefix, scored by a registry version."""
+
+    images: str  # a local folder; an s3:// prefix is synced into it first (the flow's sync stage)
+    output_dir: str = "work/scores"
+    model_uri: str = f"models:/{DEFAULT_REGISTERED_MODEL}@champion"
+    source: str | None = None  # what `images` was synced from, for the record; None for a local folder
+    format: Literal["csv", "parquet"] = "csv"
+    psi_warning: float = Field(0.2, gt=0, description="PSI above this is logged as drift (0.1-0.2 moderate, above 0.2 significant).")
+    experiment_name: str = "detector-scoring"
+    workers: int = 0  # decode workers; 0 means one per core
+
+
+class ScoreResult(Strict):
+    rows_path: str
+    summary_path: str
+    model_version: str
+    scored: int
+    reused: int  # unchanged images already scored by this version: not decoded again
+    failed: int
+    share_flagged: float | None  # of the scored images, the share called AI-generated
+    drift: dict[str, float]  # PSI per column against the version's test split
+    drift_warnings: list[str]
+    run_id: str

@@ -78,9 +78,18 @@ STAGES: dict[str, Stage] = {
             "cpu",
             "Register a model version; @champion if it wins the gate, else @challenger.",
         ),
+        Stage(
+            "score",
+            "components.serving.score",
+            results.ScoreConfig,
+            results.ScoreResult,
+            "cpu",
+            "Score a folder with a registry version: one row per image, a summary, drift against its test split.",
+        ),
     )
 }
-# What one pipeline run wires, in order; sync runs before them only for s3:// data.
+# What one pipeline run wires, in order; sync runs before them only for s3:// data. Score is not a
+# pipeline stage: the score-folder flow (flows/score.py) runs it after sync.
 PIPELINE_STAGES = ("validate", "shard", "train", "evaluate", "register")
 
 

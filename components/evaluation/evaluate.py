@@ -13,6 +13,7 @@ from pathlib import Path
 import keras
 import mlflow
 import numpy as np
+import pandas as pd
 
 from components.cli_support import component_main
 from components.contracts import EvaluateConfig, EvaluateResult
@@ -27,8 +28,8 @@ from components.training.model import ImageNetPreprocess  # noqa: F401  register
 def run(cfg: EvaluateConfig) -> EvaluateResult:
     manifest = read_manifest(cfg.manifest_path)
     model = loading.load_file(cfg.model_path)
-    val_true, val_scores = predict_split(model, cfg.manifest_path, "val", cfg.batch_size)
-    test_true, test_scores = predict_split(model, cfg.manifest_path, "test", cfg.batch_size)
+    val_true, val_scores, _ = predict_split(model, cfg.manifest_path, "val", cfg.batch_size)
+    test_true, test_scores, test_brightness = predict_split(model, cfg.manifest_path, "test", cfg.batch_size)
     threshold = youden_threshold(val_true, val_scores)
     report = {
         "positive_class": manifest.positive_class,
@@ -53,23 +54,49 @@ def run(cfg: EvaluateConfig) -> EvaluateResult:
     flat = flat_test_metrics(report)
     trusted, trust_pictures, trust_summary = trust.assess(model, manifest, cfg.manifest_path, test_true, test_scores, threshold, out_dir)
     (out_dir / "trust.json").write_text(json.dumps(trust_summary, indent=2))
+    references = drift_reference(manifest, test_true, test_scores, test_brightness, out_dir)
     if cfg.run_id:
         with mlflow.start_run(run_id=cfg.run_id):
             mlflow.log_metrics({**flat, **trusted})
             mlflow.log_artifact(str(metrics_path), artifact_path="evaluation")
             mlflow.log_artifact(str(out_dir / "trust.json"), artifact_path="evaluation")
+            for reference in references:
+                mlflow.log_artifact(str(reference), artifact_path="evaluation")
             for picture in [*pictures, *trust_pictures]:
                 mlflow.log_artifact(str(picture), artifact_path="plots")
     return EvaluateResult(metrics_path=str(metrics_path), positive_class=manifest.positive_class, threshold=threshold, test=flat)
 
 
-def predict_split(model: keras.Model, manifest_path: str, split: str, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every example once, in order, as NumPy: any backend's model takes it (a TF tensor would not do for JAX)."""
-    labels, scores = [], []
+def predict_split(model: keras.Model, manifest_path: str, split: str, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, scores, brightness) for every example once, in order, as NumPy: any backend's
+    model takes it (a TF tensor would not do for JAX). Brightness is the mean pixel over 255."""
+    labels, scores, brightness = [], [], []
     for images, batch_labels in make_dataset(manifest_path, split, batch_size, reader=installed_reader()):
-        scores.append(np.asarray(model.predict_on_batch(np.asarray(images))).ravel())
+        pixels = np.asarray(images)
+        scores.append(np.asarray(model.predict_on_batch(pixels)).ravel())
         labels.append(np.asarray(batch_labels).ravel())
-    return np.concatenate(labels).astype(int), np.concatenate(scores)
+        brightness.append(pixels.reshape(len(pixels), -1).mean(axis=1) / 255.0)
+    return np.concatenate(labels).astype(int), np.concatenate(scores), np.concatenate(brightness)
+
+
+def drift_reference(manifest, labels: np.ndarray, scores: np.ndarray, brightness: np.ndarray, out_dir: Path) -> list[Path]:
+    """What batch scoring measures drift against (components/serving/score.py): the test split's
+    P(AI-generated) and brightness, and its original images' size and format from the validation
+    report (when it is still on this machine)."""
+    positive_is_generated = manifest.positive_class == manifest.generated_class
+    names = {index: name for name, index in manifest.labels.items()}
+    scores_path = out_dir / "test_scores.csv"
+    p_generated = scores if positive_is_generated else 1.0 - scores
+    table = pd.DataFrame({"label": [names[int(label)] for label in labels], "p_ai_generated": p_generated, "brightness": brightness})
+    table.to_csv(scores_path, index=False)
+    report = Path(manifest.source.validation_report)
+    if not report.is_file():
+        return [scores_path]
+    rows = pd.read_csv(report)
+    test = rows[(rows["split"] == "test") & (rows["status"] == "ok")]
+    images_path = out_dir / "test_images.csv"
+    test[["width", "height", "format"]].to_csv(images_path, index=False)
+    return [scores_path, images_path]
 
 
 def flat_test_metrics(report: dict) -> dict[str, float]:

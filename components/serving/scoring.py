@@ -48,6 +48,7 @@ class Detector:
     threshold: float  # as tuned: on P(manifest.positive_class)
     version: str  # "3", or where it came from when it is not a registry version
     max_pixels: int = MAX_PIXELS  # an image with more is refused before it is decoded
+    run_id: str | None = None  # the training run, where evaluation logged the test split's scores
 
     @property
     def positive_is_generated(self) -> bool:
@@ -120,7 +121,7 @@ def load_registered(model_uri: str) -> Detector:
     version = loading.resolve_version(model_uri)
     model = loading.load_registered(f"models:/{version.name}/{version.version}")
     manifest = Manifest.model_validate(mlflow.artifacts.load_dict(f"runs:/{version.run_id}/data/manifest.json"))
-    return Detector(model, manifest, registered_threshold(version), str(version.version))
+    return Detector(model, manifest, registered_threshold(version), str(version.version), run_id=version.run_id)
 
 
 def registered_threshold(version) -> float:

@@ -142,9 +142,9 @@ def test_the_one_stage_table_drives_the_cli_the_flows_and_kfp():
 
     for name, stage in STAGES.items():
         assert cli.STAGES[name] == (stage.module, stage.help)
-    assert set(cli.STAGES) - set(STAGES) == {"demo-data", "kfp"}
+    assert set(cli.STAGES) - set(STAGES) == {"demo-data", "kfp", "serve"}
     assert flow_stages.STAGES is STAGES
-    assert wiring.STAGES == kfp_stage.STAGES == PIPELINE_STAGES and set(PIPELINE_STAGES) == set(STAGES) - {"sync"}
+    assert wiring.STAGES == kfp_stage.STAGES == PIPELINE_STAGES and set(PIPELINE_STAGES) == set(STAGES) - {"sync", "score"}
     # kfp_pipeline runs in .venv-kfp, without pydantic: its image map must agree with the table.
     tree = ast.parse((REPO / "kfp_pipeline" / "pipeline.py").read_text())
     assigned = {node.targets[0].id: node.value for node in tree.body if isinstance(node, ast.Assign)}

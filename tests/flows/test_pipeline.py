@@ -133,11 +133,18 @@ def test_prefect_yaml_deploys_the_named_deployments(prefect_api, tmp_path: Path)
     deployed = prefect("--no-prompt", "deploy", "--all")
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     listing = prefect("deployment", "ls").stdout
-    expected = ("detector-pipeline/train-baseline", "detector-pipeline/train-improved", "detector-compare/compare-variants")
+    expected = (
+        "detector-pipeline/train-baseline",
+        "detector-pipeline/train-improved",
+        "detector-compare/compare-variants",
+        "detector-score/score-folder",
+    )
     for name in (*expected, "detector-stage/cpu", "detector-stage/gpu"):
         assert name in listing, listing
     improved = prefect("deployment", "inspect", "detector-pipeline/train-improved").stdout
     assert "0 3 * * 1" in improved and "detector-pool" in improved
+    scoring = prefect("deployment", "inspect", "detector-score/score-folder").stdout
+    assert "0 6 * * *" in scoring and "'active': False" in scoring, "the scoring schedule waits until it is pointed at real data"
 
 
 @pytest.mark.slow

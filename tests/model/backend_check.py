@@ -26,12 +26,12 @@ import keras
 import mlflow
 
 from components.evaluation import evaluate
-from components.registry import register
+from components.registry import loading, register
 from components.serving import predict
 
 
 def served(manifest_path: str, model_uri: str, images: str, out_dir: str) -> dict:
-    model_path = str(Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=out_dir)) / "data" / "model.keras")
+    model_path = str(loading.keras_file(Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=out_dir)), model_uri))
     evaluated = evaluate.run(evaluate.EvaluateConfig(manifest_path=manifest_path, model_path=model_path, output_dir=out_dir))
     predicted = predict.run(predict.PredictConfig(images=images, model_uri=model_uri))
     return {

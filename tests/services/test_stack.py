@@ -147,6 +147,31 @@ def test_second_run_on_unchanged_data_skips_training(stack, deployed_run, tmp_pa
     assert not (tmp_path / "fresh-worker-cache" / "runs").exists()
 
 
+def test_score_folder_deployment_scores_s3_images_and_logs_its_drift_report(stack, deployed_run, tmp_path: Path):
+    """The scheduled scoring path, run once by hand: @champion on an s3:// prefix, through the worker."""
+    scored = _prefect(
+        stack,
+        "deployment",
+        "run",
+        "detector-score/score-folder",
+        "--watch",
+        "--watch-timeout",
+        "300",
+        "-p",
+        "images=s3://detector-data/tiny/test",
+        "-p",
+        f"work_dir={tmp_path / 'work'}",
+    )
+    assert scored.returncode == 0 and "Completed" in scored.stdout, scored.stdout[-3000:] + scored.stderr[-3000:]
+    rows = (tmp_path / "work" / "scores" / "scores.csv").read_text().splitlines()
+    assert rows[0].startswith("path,sha256,p_ai_generated,verdict,model_version") and len(rows) > 2
+    client = _client(stack)
+    [run] = client.search_runs([client.get_experiment_by_name("detector-scoring").experiment_id])
+    artifacts = {item.path for item in client.list_artifacts(run.info.run_id)}
+    assert {"scores.csv", "drift.html", "summary.json", "score_histogram.png"} <= artifacts
+    assert run.data.params["images"] == "s3://detector-data/tiny/test" and "drift/psi/p_ai_generated" in run.data.metrics
+
+
 def test_mlflow_on_postgresql_keeps_runs_and_versions_in_the_database(tmp_path: Path):
     import psycopg2
 
