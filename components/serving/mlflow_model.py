@@ -58,7 +58,11 @@ def _image_bytes(value) -> bytes | None:
 
 def _version(config: dict) -> str:
     """The registry version made from this model's run. Registration logs the model before the
-    version exists, so it is looked up when loaded; without a reachable store, the run names it."""
+    version exists, so it is looked up when loaded; without a store (a built image with no
+    tracking URI, where MLflow's default would create one in the working folder) or a reachable
+    one, the run names it."""
+    if not mlflow.tracking.is_tracking_uri_set():
+        return f"run {config['run_id']}"
     try:
         found = mlflow.MlflowClient().search_model_versions(f"name='{config['registered_model']}' and run_id='{config['run_id']}'")
     except Exception:  # noqa: BLE001 - any store failure leaves the fallback, never a failed load

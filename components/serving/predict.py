@@ -64,7 +64,7 @@ def run(cfg: PredictConfig) -> PredictResult:
     positive = manifest.positive_class
     negative = next(name for name in manifest.class_names if name != positive)
     predictions, skipped = [], {}
-    for paths, pixels, failures in prepared_batches(_image_paths(Path(cfg.images)), detector, cfg):
+    for paths, pixels, failures in prepared_batches(image_paths(Path(cfg.images)), detector, cfg):
         skipped.update(failures)
         for path, score in zip(paths, detector.positive_scores(pixels)):
             answer = detector.answer(float(score))
@@ -95,7 +95,7 @@ def prepared_batches(
             yield kept, pixels, failures
 
 
-def _image_paths(target: Path) -> list[Path]:
+def image_paths(target: Path) -> list[Path]:
     """A link given by name is the user's choice; links inside a folder are listed and refused
     when read, never followed."""
     if target.is_file():

@@ -57,7 +57,7 @@ def run(cfg: ScoreConfig) -> ScoreResult:
     out.mkdir(parents=True, exist_ok=True)
     cached = _read_cache(out / CACHE, detector.version)
     rows, pending, reused = [], {}, 0
-    for path in predict._image_paths(root):
+    for path in predict.image_paths(root):
         relative = printable(str(path.relative_to(root)) if root.is_dir() else path.name)
         row = _facts(path, relative)
         if row["sha256"] in cached:

@@ -29,8 +29,6 @@ import dataclasses
 import hmac
 import logging
 import os
-import threading
-from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -117,25 +115,23 @@ class Serving:
     """The version that answers, and the alias watch that replaces it. `current` is read once
     per request and replaced by one assignment, so a request never sees half a swap."""
 
-    def __init__(self, cfg: ServeConfig, load: Callable[[str], scoring.Detector]) -> None:
-        self.cfg, self.load = cfg, load
+    def __init__(self, cfg: ServeConfig) -> None:
+        self.cfg = cfg
         self.current: scoring.Detector | None = None
         self.served: list[str] = []
-        self.lock = threading.Lock()  # one load at a time, however the watch and startup interleave
 
-    def refresh(self) -> bool:
-        """Load the version the URI names now, if it is not the one serving; True if it swapped."""
-        with self.lock:
-            version = str(loading.resolve_version(self.cfg.model_uri).version)
-            if self.current is not None and self.current.version == version:
-                return False
-            name = loading.REGISTRY_URI.fullmatch(self.cfg.model_uri)["name"]
-            detector = dataclasses.replace(self.load(f"models:/{name}/{version}"), max_pixels=self.cfg.max_pixels)
-            detector.score([example_jpeg()])  # warm: the first forward pass builds the graph
-            self.current = detector
-            self.served.append(version)
-            LOG.info("serving %s version %s", name, version)
-            return True
+    def refresh(self) -> None:
+        """Load the version the URI names now, unless it is the one serving. Only the watch task
+        calls it, so two loads never overlap."""
+        version = str(loading.resolve_version(self.cfg.model_uri).version)
+        if self.current is not None and self.current.version == version:
+            return
+        name = loading.REGISTRY_URI.fullmatch(self.cfg.model_uri)["name"]
+        detector = dataclasses.replace(scoring.load_registered(f"models:/{name}/{version}"), max_pixels=self.cfg.max_pixels)
+        detector.score([example_jpeg()])  # warm: the first forward pass builds the graph
+        self.current = detector
+        self.served.append(version)
+        LOG.info("serving %s version %s", name, version)
 
     @property
     def follows_alias(self) -> bool:
@@ -143,8 +139,8 @@ class Serving:
         return bool(match and match["alias"])
 
 
-def create_app(cfg: ServeConfig, load: Callable[[str], scoring.Detector] = scoring.load_registered) -> FastAPI:
-    serving = Serving(cfg, load)
+def create_app(cfg: ServeConfig) -> FastAPI:
+    serving = Serving(cfg)
 
     async def watch() -> None:
         """Load, then keep following an alias. Until a first version loads (no champion yet, the

@@ -22,6 +22,7 @@ import pytest
 from components.config import DataConfig
 from components.data import shard, validate
 from components.evaluation import evaluate
+from components.registry import loading
 from components.serving import predict
 from tests.conftest import TrainedRun, shared_across_workers, tracking_at
 from tests.model.test_distribution import assert_data_parallel_matches_one_device_and_resumes
@@ -118,7 +119,8 @@ def test_jax_run_records_its_backend_and_needs_jax(jax_trained, store):
 
 def test_jax_trained_model_evaluates_and_predicts_alike_under_tensorflow(jax_trained, store, tmp_path):
     """The distributed, crashed and resumed JAX run, registered there, read back here."""
-    model_path = str(Path(mlflow.artifacts.download_artifacts(jax_trained["model_uri"], dst_path=str(tmp_path))) / "data" / "model.keras")
+    local = Path(mlflow.artifacts.download_artifacts(jax_trained["model_uri"], dst_path=str(tmp_path)))
+    model_path = str(loading.keras_file(local, jax_trained["model_uri"]))  # the serving model's copy
     config = evaluate.EvaluateConfig(manifest_path=jax_trained["manifest"], model_path=model_path, output_dir=str(tmp_path))
     evaluated = evaluate.run(config)
     assert evaluated.test["test/auc"] == pytest.approx(jax_trained["test"]["test/auc"], abs=1e-6)
