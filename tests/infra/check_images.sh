@@ -58,7 +58,10 @@ check_cpu() {
   install "$venv" --no-deps "$app"
   "$venv/bin/pip" check >/dev/null
   (cd "$app" && quiet "$venv/bin/detector" --help && quiet "$venv/bin/detector" train --help)
-  (cd "$app" && quiet "$venv/bin/python" -c "import flows.pipeline, prefect_kubernetes")
+  (cd "$app" && quiet "$venv/bin/python" -c "import flows.pipeline, flows.score, prefect_kubernetes")
+  # Serving runs from this image: its web stack and batch scoring's drift library must be locked here too.
+  (cd "$app" && quiet "$venv/bin/python" -c "import components.serving.service, components.serving.mlflow_model, multipart; from components.serving import score; score._allow_evidently_import(); import evidently.metrics")
+  (cd "$app" && quiet "$venv/bin/detector" serve --help)
   "$venv/bin/python" tests/infra/render_k8s_job.py infra/kubernetes/base-job-template.json >"$SCRATCH/training-job.json"
   .venv/bin/kubernetes-validate --quiet --strict "$SCRATCH/training-job.json"
 }
