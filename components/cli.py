@@ -75,7 +75,9 @@ def _parser() -> argparse.ArgumentParser:
         "promote", help="Move @champion to VERSION if it passes the gate (a rolled-back version never does; --force with --reason can)."
     )
     promote.add_argument("version")
-    promote.add_argument("--metric", default=PRIMARY_METRIC, help="Gate metric (default: %(default)s).")
+    promote.add_argument(
+        "--metric", default=None, help=f"Gate metric (default: the one the version was registered under, normally {PRIMARY_METRIC})."
+    )
     promote.add_argument("--force", action="store_true", help="Skip the gate; needs --reason, which is recorded on the version.")
     promote.add_argument("--reason")
     actions.add_parser("rollback", help="Give @champion back to @previous; the version it leaves is marked rolled back.")
@@ -127,7 +129,7 @@ def _run_compare(args: argparse.Namespace) -> ComparisonSummary:
     print(f"  parent (comparison)  {outcome.parent_run_id}")
     for variant, result in outcome.results.items():
         print(
-            f"  {variant:<20} {result.run_id}  test AUC {result.test[PRIMARY_METRIC]:.3f}  "
+            f"  {variant:<20} {result.run_id}  test AUC {result.test['test/auc']:.3f}  "
             f"-> {result.registered_model} v{result.version} ({result.decision})"
         )
     return outcome

@@ -19,8 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 MIN_IMAGE_SIZE = 32
 # The registered model every version goes into unless the config or $DETECTOR_REGISTERED_MODEL names another.
 DEFAULT_REGISTERED_MODEL = "ai-image-detector"
-# What the promotion gate compares by default, and what the CLI and the logs show first.
-PRIMARY_METRIC = "test/auc"
+# What the promotion gate compares by default: the registered model's AUC on the validation split.
+# Test figures are a report, never a criterion: selecting on them would bias the test figure itself.
+PRIMARY_METRIC = "val/auc_final"
+# Metrics the paired bootstrap can recompute from per-image validation scores (components/registry/gate.py).
+BOOTSTRAPPED_METRICS = ("val/auc_final",)
 
 
 def deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -268,12 +271,47 @@ STAGED = IMPROVED.with_changes(
 VARIANTS: dict[str, VariantConfig] = {"baseline": BASELINE, "improved": IMPROVED, "staged": STAGED}
 
 
+class GateConfig(Strict):
+    """How a new version must beat @champion (docs/registry.md, components/registry/gate.py)."""
+
+    rule: Literal["paired_bootstrap", "point_estimate"] = Field(
+        "paired_bootstrap",
+        description="paired_bootstrap: promote only when the lower end of the confidence interval of the metric's "
+        "difference, resampled over the same validation images, is above zero. point_estimate: any higher value wins "
+        "(the gate before bootstrapping; with primary_metric=test/auc it selects on the test split).",
+    )
+    resamples: int = Field(2000, ge=100, description="Bootstrap resamples (stratified by class).")
+    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="Two-sided confidence level of the interval.")
+    seed: int = 0
+
+    def describe(self) -> str:
+        if self.rule == "point_estimate":
+            return "point estimate: any higher value wins"
+        return f"paired bootstrap, {self.resamples} resamples, {self.confidence:.0%} interval above zero"
+
+
+DEFAULT_GATE = GateConfig()
+
+
 class TrackingConfig(Strict):
     """MLflow names; unset ones come from the environment or mlflow.env (see settings)."""
 
     experiment: str | None = Field(None, description="Default: $MLFLOW_EXPERIMENT_NAME, else detector-<dataset>.")
     registered_model: str | None = Field(None, description=f"Default: $DETECTOR_REGISTERED_MODEL, else {DEFAULT_REGISTERED_MODEL}.")
-    primary_metric: Literal["test/auc", "test/accuracy", "test/f1", "test/pr_auc"] = PRIMARY_METRIC
+    primary_metric: Literal["val/auc_final", "test/auc", "test/accuracy", "test/f1", "test/pr_auc"] = Field(
+        PRIMARY_METRIC, description="What the promotion gate compares. test/* only with gate.rule=point_estimate."
+    )
+    gate: GateConfig = GateConfig()
+
+    @model_validator(mode="after")
+    def _bootstrap_has_scores(self) -> TrackingConfig:
+        if self.gate.rule == "paired_bootstrap" and self.primary_metric not in BOOTSTRAPPED_METRICS:
+            raise ValueError(
+                f"gate.rule='paired_bootstrap' resamples per-image validation scores, so primary_metric must be one of "
+                f"{list(BOOTSTRAPPED_METRICS)}; to compare test figures, set gate.rule='point_estimate'. "
+                f"Received: primary_metric={self.primary_metric!r}"
+            )
+        return self
 
 
 StageExecution = Literal["in-process", "deployments"]

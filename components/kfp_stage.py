@@ -127,7 +127,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if cfg.data.root.startswith("s3://"):
         cfg = with_local_data(cfg, args.stage, args.kfp_run_id)
     try:
-        config = stage_config(args.stage, cfg, **upstream)
+        baseline = pipeline_config("baseline", args.profile, args.data_root, args.overrides).variant
+        config = stage_config(args.stage, cfg, **upstream, baseline=baseline)
     except ValueError as error:
         parser.error(str(error))
     result = run_stage_cli(args.stage, config, args.kfp_run_id)

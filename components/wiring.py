@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TypeVar
 
-from components.config import PipelineConfig, Strict, fingerprint
+from components.config import PipelineConfig, Strict, VariantConfig, fingerprint
 from components.contracts import (
     PIPELINE_STAGES,
     EvaluateConfig,
@@ -48,6 +48,7 @@ def stage_config(
     trained: TrainResult | None = None,
     evaluated: EvaluateResult | None = None,
     parent_run_id: str | None = None,
+    baseline: VariantConfig | None = None,
 ) -> Strict:
     """The stage's Config from the pipeline config and the upstream stages' results."""
     stage(name)  # an unknown stage fails here, naming it
@@ -66,7 +67,7 @@ def stage_config(
         )
     sharded = _needs("sharded", sharded, name)
     if name == "train":
-        return TrainConfig(pipeline=cfg, manifest_path=sharded.manifest_path, parent_run_id=parent_run_id)
+        return TrainConfig(pipeline=cfg, manifest_path=sharded.manifest_path, parent_run_id=parent_run_id, baseline=baseline)
     trained = _needs("trained", trained, name)
     if name == "evaluate":
         return EvaluateConfig(
@@ -85,5 +86,8 @@ def stage_config(
         threshold=evaluated.threshold,
         metrics=evaluated.test,
         primary_metric=cfg.tracking.primary_metric,
+        gate=cfg.tracking.gate,
+        positive_class=evaluated.positive_class,
+        generated_class=cfg.data.generated_class,
         config_key=config_key(cfg, sharded),
     )

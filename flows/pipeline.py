@@ -11,9 +11,8 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 
 from components import settings
-from components.config import PipelineConfig, build_config
+from components.config import PipelineConfig, VariantConfig, build_config
 from components.contracts import (
-    PRIMARY_METRIC,
     CompareConfig,
     CompareResult,
     ComparisonSummary,
@@ -48,8 +47,9 @@ def shard_task(cfg: PipelineConfig, validated: ValidateResult) -> ShardResult:
 
 
 @task
-def train_task(cfg: PipelineConfig, sharded: ShardResult, parent_run_id: str | None) -> TrainResult:
-    return run_stage(cfg.execution, "train", stage_config("train", cfg, sharded=sharded, parent_run_id=parent_run_id))
+def train_task(cfg: PipelineConfig, sharded: ShardResult, parent_run_id: str | None, baseline: VariantConfig) -> TrainResult:
+    config = stage_config("train", cfg, sharded=sharded, parent_run_id=parent_run_id, baseline=baseline)
+    return run_stage(cfg.execution, "train", config)
 
 
 @task
@@ -95,13 +95,13 @@ def train_pipeline(
     if existing:
         get_run_logger().info("%s: data and config unchanged since v%s; skipping training (force=True retrains)", variant, existing.version)
         return PipelineSummary(**done, skipped=True, reused=existing)
-    trained = train_task(cfg, sharded, parent_run_id)
+    trained = train_task(cfg, sharded, parent_run_id, build_config("baseline", profile, overrides).variant)
     evaluated = evaluate_task(cfg, sharded, trained)
     registered = register_task(cfg, sharded, trained, evaluated)
     get_run_logger().info(
         "%s: test AUC %.3f, run %s, model version %s (%s)",
         variant,
-        evaluated.test[PRIMARY_METRIC],
+        evaluated.test["test/auc"],
         trained.run_id,
         registered.version,
         registered.decision,

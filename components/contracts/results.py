@@ -10,7 +10,16 @@ from typing import Literal
 
 from pydantic import Field
 
-from components.config import DEFAULT_REGISTERED_MODEL, PRIMARY_METRIC, AugmentConfig, DataConfig, PipelineConfig, Strict
+from components.config import (
+    DEFAULT_REGISTERED_MODEL,
+    PRIMARY_METRIC,
+    AugmentConfig,
+    DataConfig,
+    GateConfig,
+    PipelineConfig,
+    Strict,
+    VariantConfig,
+)
 
 
 class SyncConfig(Strict):
@@ -66,6 +75,9 @@ class TrainConfig(Strict):
     pipeline: PipelineConfig = PipelineConfig()
     manifest_path: str
     parent_run_id: str | None = None
+    # The baseline as this run's profile and overrides make it, so the run's description lists what
+    # truly differs; None infers it from the declared variants (components/record.py).
+    baseline: VariantConfig | None = None
 
 
 class TrainResult(Strict):
@@ -100,9 +112,12 @@ class RegistryConfig(Strict):
     run_id: str
     variant: str
     dataset_fingerprint: str
-    threshold: float
+    threshold: float  # on P(positive_class), as evaluation tuned it
     metrics: dict[str, float]
     primary_metric: str = PRIMARY_METRIC
+    gate: GateConfig = GateConfig()
+    positive_class: str = "REAL"
+    generated_class: str = "FAKE"
     # Fingerprint of shards + variant config: a scheduled run finding it registered skips training.
     config_key: str | None = None
 

@@ -42,7 +42,8 @@ def reliability(y_true: np.ndarray, scores: np.ndarray, bins: int = BINS) -> dic
     return {"ece": float(ece), "bins": rows}
 
 
-def plot(table: dict, path: Path, title: str) -> Path:
+def plot(table: dict, positive: str, path: Path, title: str) -> Path:
+    """The reliability diagram of `reliability`'s table, its axes on the positive class's scale."""
     figure, axis = plt.subplots(figsize=(4.5, 4.5))
     axis.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="perfectly calibrated")
     means = [row["mean_score"] for row in table["bins"]]
@@ -50,9 +51,9 @@ def plot(table: dict, path: Path, title: str) -> Path:
     sizes = [12 + 60 * row["count"] / max(1, max(r["count"] for r in table["bins"])) for row in table["bins"]]
     axis.plot(means, rates, "-", color="tab:blue")
     axis.scatter(means, rates, s=sizes, color="tab:blue", label="test bins (size: count)")
-    axis.set_xlabel("mean predicted P(positive)")
-    axis.set_ylabel("observed positive rate")
-    axis.set_title(f"{title}\nECE {table['ece']:.3f}")
+    axis.set_xlabel(f"mean predicted P({positive})")
+    axis.set_ylabel(f"observed share of {positive}")
+    axis.set_title(f"{title} (positive: {positive})\nECE {table['ece']:.3f}")
     axis.set_xlim(0, 1)
     axis.set_ylim(0, 1)
     axis.legend(loc="upper left", fontsize=8)

@@ -20,7 +20,10 @@ from components.contracts import CompareConfig, CompareResult, PipelineSummary
 
 TABLE_METRICS = ("accuracy", "auc", "pr_auc", "precision", "recall", "f1", "specificity")
 TUNED_METRICS = ("threshold", "accuracy", "precision", "recall", "f1", "specificity")
-TABLE_NAMES = (*(f"test/{name}" for name in TABLE_METRICS), *(f"test_tuned/{name}" for name in TUNED_METRICS))
+# Then when to trust a verdict: calibration and the worst AUC under degradation, from
+# components/evaluation/trust.py; evaluate.flat_test_metrics carries them into PipelineSummary.test.
+TRUST_METRICS = ("calibration/ece", "robust/worst_auc")
+TABLE_NAMES = (*(f"test/{name}" for name in TABLE_METRICS), *(f"test_tuned/{name}" for name in TUNED_METRICS), *TRUST_METRICS)
 CHANGE_PREFIX = "improved_vs_baseline_pct/"
 
 
@@ -36,15 +39,14 @@ def start_parent_run(experiment_name: str, run_name: str, params: dict[str, Any]
 
 
 def comparison_rows(results: dict[str, PipelineSummary]) -> list[dict[str, Any]]:
-    """Test metrics at 0.5 (the report's cut), then at each variant's own tuned threshold."""
+    """Test metrics at 0.5 (the report's cut), then at each variant's own tuned threshold, then
+    calibration and robustness. A version registered before a metric existed shows it as NaN."""
     rows = []
     for name in TABLE_NAMES:
-        baseline = results["baseline"].test[name]
-        improved = results["improved"].test[name]
+        baseline = record.rounded_metric(results["baseline"].test.get(name, float("nan")))
+        improved = record.rounded_metric(results["improved"].test.get(name, float("nan")))
         change = (improved - baseline) / baseline * 100 if baseline else float("nan")
-        rows.append(
-            {"metric": name, "baseline": round(baseline, 4), "improved": round(improved, 4), "relative_change_pct": round(change, 1)}
-        )
+        rows.append({"metric": name, "baseline": baseline, "improved": improved, "relative_change_pct": round(change, 1)})
     return rows
 
 
@@ -67,7 +69,9 @@ def parent_note(cfg: CompareConfig, markdown: str) -> str:
         markdown,
         "",
         "`test/*` at threshold 0.5, `test_tuned/*` at each variant's threshold tuned on validation; "
-        "`improved_vs_baseline_pct/*` is the relative change. The two runs hang below this one.",
+        "`calibration/ece` is the expected calibration error (lower is better), `robust/worst_auc` the lowest "
+        "test AUC under JPEG, resizing or blur; `improved_vs_baseline_pct/*` is the relative change. "
+        "The two runs hang below this one.",
         "",
         "Registry:",
     ]

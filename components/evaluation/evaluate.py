@@ -15,13 +15,17 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from components import record
 from components.cli_support import component_main
 from components.contracts import EvaluateConfig, EvaluateResult
 from components.data.reader import installed_reader, make_dataset
 from components.data.schema import read_manifest
+from components.data.shard_reader import read_sources
 from components.evaluation import plots, trust
+from components.evaluation.compare import TRUST_METRICS
 from components.evaluation.metrics import classification_metrics, ranking_metrics, youden_threshold
 from components.registry import loading
+from components.registry.gate import VALIDATION_SCORES
 from components.training.model import ImageNetPreprocess  # noqa: F401  registers the layer for load_model
 
 
@@ -51,19 +55,25 @@ def run(cfg: EvaluateConfig) -> EvaluateResult:
     metrics_path = out_dir / "metrics.json"
     metrics_path.write_text(json.dumps(report, indent=2))
     pictures = _pictures(report, manifest.class_names, test_true, test_scores, out_dir)
-    flat = flat_test_metrics(report)
     trusted, trust_pictures, trust_summary = trust.assess(model, manifest, cfg.manifest_path, test_true, test_scores, threshold, out_dir)
+    flat = flat_test_metrics(report, trusted)
+    # The same cut on the scale users read (components/registry/tags.py names both).
+    on_generated = threshold if manifest.positive_class == manifest.generated_class else 1.0 - threshold
+    flat["test_tuned/threshold_p_ai"] = record.rounded_metric(on_generated, digits=6)
     (out_dir / "trust.json").write_text(json.dumps(trust_summary, indent=2))
-    references = drift_reference(manifest, test_true, test_scores, test_brightness, out_dir)
+    references = [
+        validation_scores(manifest, cfg.manifest_path, val_true, val_scores, out_dir),
+        *drift_reference(manifest, test_true, test_scores, test_brightness, out_dir),
+    ]
     if cfg.run_id:
         with mlflow.start_run(run_id=cfg.run_id):
-            mlflow.log_metrics({**flat, **trusted})
+            mlflow.log_metrics({**record.rounded_metrics(trusted), **flat})
             mlflow.log_artifact(str(metrics_path), artifact_path="evaluation")
             mlflow.log_artifact(str(out_dir / "trust.json"), artifact_path="evaluation")
             for reference in references:
                 mlflow.log_artifact(str(reference), artifact_path="evaluation")
             for picture in [*pictures, *trust_pictures]:
-                mlflow.log_artifact(str(picture), artifact_path="plots")
+                record.log_picture(picture)
     return EvaluateResult(metrics_path=str(metrics_path), positive_class=manifest.positive_class, threshold=threshold, test=flat)
 
 
@@ -77,6 +87,17 @@ def predict_split(model: keras.Model, manifest_path: str, split: str, batch_size
         labels.append(np.asarray(batch_labels).ravel())
         brightness.append(pixels.reshape(len(pixels), -1).mean(axis=1) / 255.0)
     return np.concatenate(labels).astype(int), np.concatenate(scores), np.concatenate(brightness)
+
+
+def validation_scores(manifest, manifest_path: str, labels: np.ndarray, scores: np.ndarray, out_dir: Path) -> Path:
+    """Each validation image's P(AI-generated), keyed by its source path: what the promotion gate
+    pairs with the champion's scores on the same images (components/registry/gate.py)."""
+    generated = (labels == manifest.labels[manifest.generated_class]).astype(int)
+    p_generated = scores if manifest.positive_class == manifest.generated_class else 1.0 - scores
+    sources = read_sources(manifest.paths("val", Path(manifest_path).parent))
+    path = out_dir / Path(VALIDATION_SCORES).name
+    pd.DataFrame({"source": sources, "generated": generated, "p_ai_generated": p_generated}).to_csv(path, index=False)
+    return path
 
 
 def drift_reference(manifest, labels: np.ndarray, scores: np.ndarray, brightness: np.ndarray, out_dir: Path) -> list[Path]:
@@ -99,38 +120,35 @@ def drift_reference(manifest, labels: np.ndarray, scores: np.ndarray, brightness
     return [scores_path, images_path]
 
 
-def flat_test_metrics(report: dict) -> dict[str, float]:
-    """The MLflow metric names: test/auc, test/accuracy, … at 0.5, and test_tuned/* (the tuned cut itself
-    as test_tuned/threshold). The "/" makes the MLflow UI group them."""
+def flat_test_metrics(report: dict, trusted: dict[str, float]) -> dict[str, float]:
+    """A run's summary metrics, as MLflow logs them and EvaluateResult.test carries them: test/auc,
+    test/accuracy, … at 0.5, test_tuned/* (the tuned cut itself as test_tuned/threshold),
+    val/auc_final, and the trust figures the comparison table shows (compare.TRUST_METRICS). The "/"
+    makes the MLflow UI group them."""
     test = report["test"]
-    flat = {
-        "test/auc": test["auc"],
-        "test/pr_auc": test["pr_auc"],
-        "test_tuned/threshold": report["tuned_threshold"],
-        "val/auc_final": report["val"]["auc"],
-    }
+    flat = {"test/auc": test["auc"], "test/pr_auc": test["pr_auc"], "val/auc_final": report["val"]["auc"]}
     for group, key in (("test", "at_0.5"), ("test_tuned", "at_tuned")):
         for name in ("accuracy", "precision", "recall", "f1", "specificity"):
             flat[f"{group}/{name}"] = test[key][name]
-    # Four decimals: the UI prints floats in full (0.8692500000000001); metrics.json keeps them whole.
-    # The threshold stays exact: predict serves with it, so it must be the cut that was evaluated.
-    return {name: value if name == "test_tuned/threshold" else round(value, 4) for name, value in flat.items()}
+    flat.update({name: trusted[name] for name in TRUST_METRICS})
+    rounded = record.rounded_metrics(flat)  # metrics.json and trust.json keep them whole
+    # At least six decimals, as precise as registration's threshold tag (components/registry/tags.py):
+    # serving reads that tag, or this metric for a version registered without one
+    # (components/serving/scoring.py). EvaluateResult.threshold keeps the exact cut.
+    rounded["test_tuned/threshold"] = record.rounded_metric(report["tuned_threshold"], digits=6)
+    return rounded
 
 
 def _pictures(report: dict, class_names: list[str], y_true: np.ndarray, scores: np.ndarray, out_dir: Path) -> list[Path]:
-    positive = report["positive_class"]
+    """Every title names the positive class, and so does every axis that depends on it: the
+    threshold cuts P(positive), and the rates count the positive class's examples."""
+    positive, tuned, test = report["positive_class"], report["tuned_threshold"], report["test"]
+    at_half, at_tuned = f"test, P({positive}) ≥ 0.5", f"test, P({positive}) ≥ {tuned:.3f} (tuned on val)"
     return [
-        plots.confusion(report["test"]["at_0.5"]["confusion_matrix"], class_names, out_dir / "confusion_matrix.png", "test, threshold 0.5"),
-        plots.confusion(
-            report["test"]["at_tuned"]["confusion_matrix"],
-            class_names,
-            out_dir / "confusion_matrix_tuned.png",
-            f"test, threshold {report['tuned_threshold']:.3f}",
-        ),
-        plots.roc(y_true, scores, report["tuned_threshold"], out_dir / "roc.png", f"test ROC (positive: {positive})"),
-        plots.precision_recall(
-            y_true, scores, report["tuned_threshold"], out_dir / "precision_recall.png", f"test PR (positive: {positive})"
-        ),
+        plots.confusion(test["at_0.5"]["confusion_matrix"], class_names, out_dir / "confusion_matrix.png", at_half),
+        plots.confusion(test["at_tuned"]["confusion_matrix"], class_names, out_dir / "confusion_matrix_tuned.png", at_tuned),
+        plots.roc(y_true, scores, tuned, positive, out_dir / "roc.png", f"test ROC (positive: {positive})"),
+        plots.precision_recall(y_true, scores, tuned, positive, out_dir / "precision_recall.png", f"test PR (positive: {positive})"),
     ]
 
 

@@ -31,30 +31,32 @@ def confusion(matrix: list[list[int]], class_names: list[str], path: Path, title
     return save_png(figure, path)
 
 
-def roc(y_true: np.ndarray, scores: np.ndarray, threshold: float, path: Path, title: str) -> Path:
-    """The curve with its AUC, and both operating points: the report's 0.5 and the tuned threshold."""
+def roc(y_true: np.ndarray, scores: np.ndarray, threshold: float, positive: str, path: Path, title: str) -> Path:
+    """The curve with its AUC, and both operating points: the report's 0.5 and the tuned threshold.
+    `scores` are P(positive), the class labelled 1."""
     fpr, tpr, _ = roc_curve(y_true, scores)
     figure, axis = plt.subplots(figsize=(4, 3.6))
     axis.plot(fpr, tpr, label=f"AUC {auc(fpr, tpr):.3f}")
     axis.plot([0, 1], [0, 1], ":", color="grey")
     for name, marker, point in _operating_points(y_true, scores, threshold):
         axis.plot(1 - point["specificity"], point["recall"], marker, label=name)
-    axis.set_xlabel("false positive rate")
-    axis.set_ylabel("true positive rate")
+    axis.set_xlabel(f"false positive rate (positive: {positive})")
+    axis.set_ylabel(f"true positive rate (positive: {positive})")
     axis.legend(loc="lower right")
     axis.set_title(title)
     return save_png(figure, path)
 
 
-def precision_recall(y_true: np.ndarray, scores: np.ndarray, threshold: float, path: Path, title: str) -> Path:
-    """The curve with its average precision (the PR AUC the metrics report) and both operating points."""
+def precision_recall(y_true: np.ndarray, scores: np.ndarray, threshold: float, positive: str, path: Path, title: str) -> Path:
+    """The curve with its average precision (the PR AUC the metrics report) and both operating points,
+    for the positive class: `scores` are P(positive), the class labelled 1."""
     precision, recall, _ = precision_recall_curve(y_true, scores)
     figure, axis = plt.subplots(figsize=(4, 3.6))
     axis.plot(recall, precision, label=f"PR AUC {average_precision_score(y_true, scores):.3f}")
     for name, marker, point in _operating_points(y_true, scores, threshold):
         axis.plot(point["recall"], point["precision"], marker, label=name)
-    axis.set_xlabel("recall")
-    axis.set_ylabel("precision")
+    axis.set_xlabel(f"recall of {positive}")
+    axis.set_ylabel(f"precision of {positive}")
     axis.legend(loc="lower left")
     axis.set_title(title)
     return save_png(figure, path)

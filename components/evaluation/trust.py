@@ -35,8 +35,8 @@ def assess(
         for value, figures in groups.items():
             metrics.update({f"slice/{column}={value}/{name}": number for name, number in figures.items()})
     pictures = [
-        robustness.plot(rows, out_dir / "robustness.png", "test split under degradations"),
-        calibration.plot(reliability, out_dir / "reliability.png", f"test calibration (P({manifest.positive_class}))"),
+        robustness.plot(rows, manifest.positive_class, out_dir / "robustness.png", "test split under degradations"),
+        calibration.plot(reliability, manifest.positive_class, out_dir / "reliability.png", "test calibration"),
         error_gallery(model, manifest, manifest_path, y_true, scores, out_dir / "error_gallery.png"),
     ]
     summary = {"robustness": rows, "calibration": reliability, "slices": slices}
@@ -75,19 +75,19 @@ def test_sources(manifest_path: str) -> list[str]:
 
 
 def error_gallery(model: keras.Model, manifest: Manifest, manifest_path: str, y_true: np.ndarray, scores: np.ndarray, path: Path) -> Path:
-    generated_label = manifest.labels[manifest.generated_class]
-    generated_is_positive = manifest.generated_class == manifest.positive_class
-    p_generated = scores if generated_is_positive else 1.0 - scores
-    picked = gallery.confident_errors(y_true, p_generated, generated_label)
-    wanted = sorted({index for indices in picked.values() for index in indices})
-    pixels = _images_at(manifest_path, wanted)
+    """The gallery under the metrics' convention: `scores` are P(manifest.positive_class)."""
+    positive = manifest.positive_class
+    negative = next(name for name in manifest.class_names if name != positive)
+    picked = gallery.confident_errors(y_true, scores, manifest.labels[positive])
+    pixels = _images_at(manifest_path, sorted({index for indices in picked.values() for index in indices}))
     images = {kind: np.stack([pixels[i] for i in indices]) if indices else np.zeros((0, 1, 1, 3)) for kind, indices in picked.items()}
-    heatmaps = {
-        kind: gallery.grad_cam(model, batch, towards_positive=generated_is_positive) if len(batch) else batch
-        for kind, batch in images.items()
-    }
-    chances = {kind: p_generated[indices] for kind, indices in picked.items()}
-    return gallery.plot(images, heatmaps, chances, path, "most confident errors; heatmap: Grad-CAM towards 'AI-generated'")
+    headings = gallery.kind_headings(_named(manifest, positive), _named(manifest, negative))
+    chances = {kind: scores[indices] for kind, indices in picked.items()}
+    return gallery.plot(images, chances, headings, gallery.explain(model, images), f"P({positive})", path)
+
+
+def _named(manifest: Manifest, class_name: str) -> str:
+    return f"{class_name} (AI-generated)" if class_name == manifest.generated_class else class_name
 
 
 def _images_at(manifest_path: str, indices: list[int]) -> dict[int, np.ndarray]:

@@ -1,9 +1,10 @@
 """Register a trained model and gate it by alias: @champion serves, @challenger is the newest
 version that has not won, @previous is the champion before the current one (rollback's target).
 
-The gate compares the primary metric on the same dataset fingerprint: a champion measured on
-other data can't be beaten or lost to by a number from this data. A version that was rolled back
-never passes the gate again; only a forced promotion brings it back.
+The gate (components/registry/gate.py) compares the primary metric, on validation by default and
+beyond bootstrap noise, on the same dataset fingerprint: a champion measured on other data can't
+be beaten or lost to by a number from this data. A version that was rolled back never passes the
+gate again; only a forced promotion brings it back.
 
 Promotion is compare-and-set: the gate reads @champion and the aliases move under one lock
 (components/registry/promotion_lock.py), so two registrations at once can't both beat the old champion.
@@ -15,7 +16,6 @@ Versions are never deleted.
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 from pathlib import Path
 
@@ -25,21 +25,29 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from components.cli_support import component_main
+from components.config import DEFAULT_GATE, GateConfig
 from components.contracts import CHALLENGER, CHAMPION, PREVIOUS, RegisteredVersion, RegistryConfig, RegistryResult
 from components.registry import loading, serving_model
+from components.registry.describe import record_decision
+from components.registry.gate import should_promote
 from components.registry.promotion_lock import promotion_lock
+from components.registry.tags import (
+    GATE_TAG,
+    HISTORY_TAG,
+    METRICS_TAG,
+    ROLLED_BACK_TAG,
+    positive_threshold,
+    threshold_tags,
+    version_metrics,
+)
 
-HISTORY_TAG = "champion_history"  # JSON list of versions, oldest first; its last entry holds @champion
-METRICS_TAG = "metrics"  # JSON {name: value}: every test metric in one tag
-DECISION_TAG = "decision"  # promoted | not promoted | forced | rolled back; the reason is in the description
-ROLLED_BACK_TAG = "rolled_back"
 MANIFEST = "data/manifest.json"  # the shard manifest training logs in its run
-LEGACY_METRIC_PREFIX = "metric."  # versions registered before METRICS_TAG carry one tag per metric
 MODEL_DESCRIPTION = (
-    "Detects AI-generated images: P(AI-generated) per image, from a ResNet50 fine-tuned on real vs generated images. "
+    "Detects AI-generated images: P(AI-generated) per image, from a ResNet50 trained on real vs generated images "
+    "(each version says how: fine-tuned from pretrained weights or trained from scratch). "
     "@champion is the version that serves; @challenger is the newest version that has not (yet) beaten it; "
     "@previous is the champion before the current one, which `detector models rollback` restores. "
-    "Each version's description says what it is and why it was or was not promoted."
+    "Each version's description says what it is, and the history of the gate's decisions on it."
 )
 
 
@@ -51,7 +59,7 @@ def run(cfg: RegistryConfig) -> RegistryResult:
     if not client.get_registered_model(cfg.registered_model).description:
         client.update_registered_model(cfg.registered_model, description=MODEL_DESCRIPTION)
     with promotion_lock(client, cfg.registered_model) as lock:
-        promoted, decision = gate(client, cfg.registered_model, str(registered.version), cfg.primary_metric, lock.verify)
+        promoted, decision = gate(client, cfg.registered_model, str(registered.version), cfg.primary_metric, cfg.gate, lock.verify)
     current = champion_version(client, cfg.registered_model)
     return RegistryResult(
         registered_model=cfg.registered_model,
@@ -62,14 +70,22 @@ def run(cfg: RegistryConfig) -> RegistryResult:
     )
 
 
-def gate(client: MlflowClient, name: str, version: str, metric: str, verify=lambda: None, forced: str | None = None) -> tuple[bool, str]:
+def gate(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    metric: str,
+    rule: GateConfig = DEFAULT_GATE,
+    verify=lambda: None,
+    forced: str | None = None,
+) -> tuple[bool, str]:
     """Under the promotion lock: re-read @champion, decide, record, then move the aliases.
 
     `forced` (a reason) promotes whatever the gate says. `verify` is the lock's check, called
-    before each write."""
+    before each write. The champion it displaces is recorded as superseded before the aliases move."""
     candidate = client.get_model_version(name, version)
     champion = champion_version(client, name)
-    passed, reason = should_promote(candidate, champion, metric)
+    passed, reason = should_promote(candidate, champion, metric, rule)
     promote = passed or forced is not None
     if forced is not None and not passed:
         reason = f"forced: {forced} (the gate said: {reason})"
@@ -77,32 +93,14 @@ def gate(client: MlflowClient, name: str, version: str, metric: str, verify=lamb
     if not already_champion:  # a retry keeps the reason first recorded, not "is the champion"
         verdict = ("forced" if not passed else "promoted") if promote else "not promoted"
         verify()
-        _record(client, candidate, verdict, reason)
+        record_decision(client, candidate, verdict, reason)
+        if promote and champion is not None:
+            record_decision(client, champion, f"superseded by v{version}", f"v{version} took @champion")
     if promote:
         set_champion(client, name, version, verify)
     elif ROLLED_BACK_TAG not in candidate.tags:  # it has had its turn: not a candidate any more
         _offer_as_challenger(client, name, version, verify)
     return promote, reason
-
-
-def should_promote(candidate: ModelVersion, champion: ModelVersion | None, metric: str) -> tuple[bool, str]:
-    """The gate, as a pure decision on two registered versions: (promote?, why) for the record."""
-    value = version_metrics(candidate).get(metric, math.nan)
-    if math.isnan(value):
-        return False, f"v{candidate.version} has no {metric}"
-    if champion is not None and str(champion.version) == str(candidate.version):
-        return True, f"v{candidate.version} is the champion"
-    if ROLLED_BACK_TAG in candidate.tags:
-        return False, f"v{candidate.version} was rolled back ({candidate.tags[ROLLED_BACK_TAG]}); only a forced promotion brings it back"
-    if champion is None:
-        return True, "no champion yet"
-    champion_data, candidate_data = champion.tags.get("dataset_fingerprint"), candidate.tags.get("dataset_fingerprint")
-    if champion_data != candidate_data:
-        return False, f"champion v{champion.version} was measured on dataset {champion_data}, not {candidate_data}"
-    champion_value = version_metrics(champion).get(metric, math.nan)
-    if math.isnan(champion_value) or value > champion_value:
-        return True, f"{metric} {value:.4f} beats champion v{champion.version} at {champion_value:.4f}"
-    return False, f"{metric} {value:.4f} does not beat champion v{champion.version} at {champion_value:.4f}"
 
 
 def set_champion(client: MlflowClient, name: str, version: str, verify=lambda: None) -> None:
@@ -145,21 +143,6 @@ def champion_history(client: MlflowClient, name: str) -> list[str]:
     return history[: len(history) - history[::-1].index(champion)]
 
 
-def version_metrics(version: ModelVersion) -> dict[str, float]:
-    if METRICS_TAG in version.tags:
-        return {key: float(value) for key, value in json.loads(version.tags[METRICS_TAG]).items()}
-    legacy = {key: value for key, value in version.tags.items() if key.startswith(LEGACY_METRIC_PREFIX)}
-    return {_current_name(key.removeprefix(LEGACY_METRIC_PREFIX)): float(value) for key, value in legacy.items()}
-
-
-def _current_name(legacy_name: str) -> str:
-    """Old metric names (test_auc, test_tuned_f1) as the namespaced ones the gate compares (test/auc, test_tuned/f1)."""
-    for prefix in ("test_tuned", "test"):
-        if legacy_name.startswith(f"{prefix}_"):
-            return f"{prefix}/{legacy_name.removeprefix(prefix + '_')}"
-    return legacy_name
-
-
 def find_version(name: str, config_key: str) -> RegisteredVersion | None:
     """The newest version trained from exactly these shards and this variant config, if any."""
     try:
@@ -174,7 +157,7 @@ def find_version(name: str, config_key: str) -> RegisteredVersion | None:
         version=str(version.version),
         run_id=version.run_id,
         metrics=version_metrics(version),
-        threshold=float(version.tags.get("threshold", "0.5")),
+        threshold=positive_threshold(version.tags) or 0.5,
     )
 
 
@@ -191,20 +174,6 @@ def _offer_as_challenger(client: MlflowClient, name: str, version: str, verify) 
     if current is None or int(current) <= int(version):
         verify()
         client.set_registered_model_alias(name, CHALLENGER, version)
-
-
-def _record(client: MlflowClient, version: ModelVersion, verdict: str, reason: str) -> None:
-    """The decision as a short tag, and the version's description: what it is and why."""
-    metrics = version_metrics(version)
-    tags = version.tags
-    rows = "\n".join(f"| {key} | {value:.4f} |" for key, value in sorted(metrics.items()))
-    description = (
-        f"{tags.get('variant', '?')} variant, trained on dataset {tags.get('dataset_fingerprint', '?')} "
-        f"(config key {tags.get('config_key', '-')}) in run {version.run_id}; decision threshold {tags.get('threshold', '?')}.\n\n"
-        f"**{verdict.capitalize()}**: {reason}.\n\n| test metric | value |\n|---|---|\n{rows}\n"
-    )
-    client.set_model_version_tag(version.name, version.version, DECISION_TAG, verdict)
-    client.update_model_version(version.name, version.version, description=description)
 
 
 def _existing_version(client: MlflowClient, cfg: RegistryConfig) -> ModelVersion | None:
@@ -232,8 +201,9 @@ def _register(cfg: RegistryConfig) -> ModelVersion:
     tags = {
         "variant": cfg.variant,
         "dataset_fingerprint": cfg.dataset_fingerprint,
-        "threshold": f"{cfg.threshold:.6f}",
+        **threshold_tags(cfg.threshold, cfg.positive_class, cfg.generated_class),
         "primary_metric": f"{cfg.primary_metric}={primary:.4f}",
+        GATE_TAG: cfg.gate.model_dump_json(),
         METRICS_TAG: json.dumps({name: round(value, 6) for name, value in sorted(cfg.metrics.items())}),
         **({"config_key": cfg.config_key} if cfg.config_key else {}),
         loading.SHA256_TAG: digest,

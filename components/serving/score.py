@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from components import record
 from components.cli_support import component_main
 from components.contracts import ScoreConfig, ScoreResult
 from components.data.images import ACCEPTED_FORMATS, UnusableImage, printable, read_file
@@ -178,13 +179,15 @@ def _atomic(path: Path, content: bytes) -> None:
 
 
 def _reference(run_id: str) -> pd.DataFrame | None:
-    """The version's test split as evaluation logged it: scores and brightness, and the originals' facts."""
-    try:
-        scores = pd.read_csv(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/{REFERENCE_SCORES}"))
-        images = pd.read_csv(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/{REFERENCE_IMAGES}"))
-    except Exception:  # noqa: BLE001 - versions evaluated before these were logged have none
-        return None
-    return pd.concat([scores, images], axis=1)
+    """The version's test split as evaluation logged it: scores and brightness, and the originals'
+    facts when evaluation still had the validation report (their columns are then measured too)."""
+    frames = []
+    for name in (REFERENCE_SCORES, REFERENCE_IMAGES):
+        try:
+            frames.append(pd.read_csv(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/{name}")))
+        except Exception:  # noqa: BLE001 - versions evaluated before these were logged have none
+            continue
+    return pd.concat(frames, axis=1) if frames else None
 
 
 def _allow_evidently_import() -> None:
@@ -242,7 +245,7 @@ def _log_run(cfg: ScoreConfig, summary: dict, files: list[Path], picture, versio
         mlflow.log_params({"model_uri": cfg.model_uri, "model_version": version, "images": summary["images"]})
         metrics = {key: summary[key] for key in ("scored", "reused", "failed", "share_flagged") if summary[key] is not None}
         metrics.update({f"drift/psi/{column}": value for column, value in summary["drift_psi"].items()})
-        mlflow.log_metrics(metrics)
+        mlflow.log_metrics(record.rounded_metrics(metrics))
         mlflow.set_tags({"model_version": version, "drift_warning": "yes" if summary["drift_warnings"] else "no"})
         for path in files:
             mlflow.log_artifact(str(path))

@@ -25,6 +25,7 @@ from components.contracts import Manifest
 from components.data.fit import TRAIN_CROP_MARGIN, multi_crops
 from components.data.images import ImageJob, UnusableImage, prepare_bytes
 from components.registry import loading
+from components.registry.tags import positive_threshold
 
 MAX_PIXELS = 89_478_485  # Pillow's own bomb limit: far above any photo, far below what exhausts memory
 AI_GENERATED, REAL = "AI-generated", "real"
@@ -127,8 +128,9 @@ def load_registered(model_uri: str) -> Detector:
 def registered_threshold(version) -> float:
     """The threshold registration recorded; the run's tuned metric for versions older than that
     tag; the report's 0.5 when none was tuned."""
-    if "threshold" in version.tags:
-        return float(version.tags["threshold"])
+    threshold = positive_threshold(version.tags)
+    if threshold is not None:
+        return threshold
     from mlflow import MlflowClient
 
     value = MlflowClient().get_run(version.run_id).data.metrics.get("test_tuned/threshold", 0.5)

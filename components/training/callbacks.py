@@ -20,6 +20,7 @@ import mlflow
 import numpy as np
 from mlflow.exceptions import MlflowException
 
+from components import record
 from components.settings import TrackingUnavailable, redact
 from components.training.accelerator import compiled_forward
 
@@ -107,8 +108,9 @@ class EpochState(keras.callbacks.Callback):
         for row in self.state["history"][self.state.get("logged", 0) :]:
             try:
                 # Steps count epochs from 1, as the learning-curve PNG does.
+                # Rounded for the UI; state.json keeps the history whole.
                 mlflow.log_metrics(
-                    {mlflow_metric_name(key): value for key, value in row.items() if key != "epoch"},
+                    record.rounded_metrics({mlflow_metric_name(key): value for key, value in row.items() if key != "epoch"}),
                     step=row["epoch"] + 1,
                     timestamp=self.state.get("logged_at_ms", {}).get(str(row["epoch"])),
                 )

@@ -112,7 +112,8 @@ def _mlflow_run(cfg: TrainConfig, manifest: Manifest, run_dir: Path) -> mlflow.A
                 "dataset": pipeline.dataset_name,
                 "dataset_fingerprint": manifest.dataset_fingerprint,
                 "shard_key": manifest.shard_key,
-                record.NOTE_TAG: record.variant_note(pipeline, manifest),
+                record.NOTE_TAG: record.variant_note(pipeline, manifest, cfg.baseline),
+                record.MODEL_SUMMARY_TAG: record.model_summary(pipeline),
                 "backend": accelerator.backend(),
             },
         )
@@ -213,7 +214,7 @@ def _signature(model: keras.Model) -> ModelSignature:
 def _log_outputs(model: keras.Model, cfg: TrainConfig, manifest: Manifest, history: list[dict], run_dir: Path) -> str:
     variant = cfg.pipeline.variant.name
     picture = curves.learning_curves(history, run_dir / "plots" / "learning_curves.png", f"{variant}: learning curves")
-    mlflow.log_artifact(str(picture), artifact_path="plots")
+    record.log_picture(picture)
     mlflow.log_dict(manifest.model_dump(mode="json"), "data/manifest.json")
     signature = _signature(model)
     info = mlflow.keras.log_model(

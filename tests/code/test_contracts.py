@@ -183,7 +183,7 @@ def test_the_default_registered_model_is_named_once(monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv("DETECTOR_REGISTERED_MODEL", raising=False)
     assert PipelineConfig().registered_model_name == DEFAULT_REGISTERED_MODEL == "ai-image-detector"
     fields = RegistryConfig.model_fields
-    assert fields["registered_model"].default == DEFAULT_REGISTERED_MODEL and fields["primary_metric"].default == "test/auc"
+    assert fields["registered_model"].default == DEFAULT_REGISTERED_MODEL and fields["primary_metric"].default == "val/auc_final"
 
 
 def test_an_image_job_crosses_to_a_worker_process_intact():

@@ -66,10 +66,10 @@ def test_expected_calibration_error_is_zero_when_confidence_matches_accuracy():
 
 
 def test_gallery_picks_the_most_confident_mistakes_first():
-    # generated label 0; P(AI) per image
+    # positive label 0 here, so the scores are P(label 0) per image
     truth = np.array([0, 0, 0, 1, 1, 1])
-    p_ai = np.array([0.1, 0.4, 0.9, 0.95, 0.7, 0.2])
-    picked = gallery.confident_errors(truth, p_ai, generated_label=0)
+    p_positive = np.array([0.1, 0.4, 0.9, 0.95, 0.7, 0.2])
+    picked = gallery.confident_errors(truth, p_positive, positive_label=0)
     assert picked == {"false positives": [3, 4], "false negatives": [0, 1]}
 
 

@@ -10,6 +10,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from components.config import GateConfig
 from components.registry import catalog
 from components.registry.register import CHALLENGER, CHAMPION, HISTORY_TAG, PREVIOUS, RegistryConfig, run
 
@@ -33,7 +34,7 @@ def _config(auc: float, fingerprint: str = "data-a", **changes) -> RegistryConfi
         variant="improved",
         dataset_fingerprint=fingerprint,
         threshold=0.5,
-        metrics={"test/auc": auc, "test/accuracy": 0.5},
+        metrics={"val/auc_final": auc, "test/auc": auc, "test/accuracy": 0.5},
     )
     return cfg.model_copy(update=changes)
 
@@ -91,10 +92,20 @@ def test_champion_on_other_data_is_not_compared(tracking_store):
 def test_versions_carry_a_few_tags_and_all_metrics_in_one(tracking_store):
     result = _register(0.7)
     version = MlflowClient().get_model_version(NAME, result.version)
-    assert set(version.tags) == {"variant", "dataset_fingerprint", "threshold", "primary_metric", "metrics", "decision", "model_sha256"}
+    assert set(version.tags) == {
+        *("variant", "dataset_fingerprint", "threshold_p_ai", "threshold_p_real", "primary_metric", "gate"),
+        *("metrics", "decision", "decisions", "model_sha256"),
+    }
     assert version.tags["variant"] == "improved" and version.tags["dataset_fingerprint"] == "data-a"
-    assert json.loads(version.tags["metrics"]) == {"test/accuracy": 0.5, "test/auc": 0.7} and float(version.tags["threshold"]) == 0.5
-    assert version.tags["primary_metric"] == "test/auc=0.7000" and version.tags["decision"] == "promoted"
+    assert json.loads(version.tags["metrics"]) == {"test/accuracy": 0.5, "test/auc": 0.7, "val/auc_final": 0.7}
+    assert version.tags["primary_metric"] == "val/auc_final=0.7000" and version.tags["decision"] == "promoted"
+    assert json.loads(version.tags["gate"])["rule"] == "paired_bootstrap"
+
+
+def test_the_threshold_is_named_on_both_scales(tracking_store):
+    version = MlflowClient().get_model_version(NAME, _register(0.7, threshold=0.42).version)
+    assert float(version.tags["threshold_p_real"]) == 0.42 and float(version.tags["threshold_p_ai"]) == pytest.approx(0.58)
+    assert "AI-generated when P(AI-generated) > 0.5800" in version.description and "REAL when P(REAL) ≥ 0.4200" in version.description
 
 
 def test_model_and_versions_are_described(tracking_store):
@@ -103,7 +114,8 @@ def test_model_and_versions_are_described(tracking_store):
     client = MlflowClient()
     assert "@champion" in client.get_registered_model(NAME).description
     described = client.get_model_version(NAME, loser.version).description
-    assert "improved variant" in described and "does not beat champion v1" in described and "| test/auc | 0.7000 |" in described
+    assert "improved variant" in described and "against champion v1 at 0.8000" in described and "does not beat it" in described
+    assert "| test/auc | 0.7000 |" in described
 
 
 def test_failed_registration_leaves_champion_in_place(tracking_store):
@@ -193,4 +205,4 @@ def test_old_per_metric_tags_are_still_read(tracking_store):
     client = MlflowClient()
     client.delete_model_version_tag(NAME, first.version, "metrics")
     client.set_model_version_tag(NAME, first.version, "metric.test_auc", "0.9")
-    assert not _register(0.8).promoted
+    assert not _register(0.8, primary_metric="test/auc", gate=GateConfig(rule="point_estimate")).promoted

@@ -28,7 +28,13 @@ def _state(name: str) -> dict:
         "aliases": {alias: str(version) for alias, version in model.aliases.items()},
         "history": json.loads(model.tags.get(HISTORY_TAG, "[]")),
         # The digest differs between two models by nature; what must hold is that it is the file's.
-        "versions": [{key: value for key, value in version.tags.items() if key not in ("variant", SHA256_TAG)} for version in versions],
+        "versions": [
+            {key: value for key, value in version.tags.items() if key not in ("variant", SHA256_TAG, "decisions")} for version in versions
+        ],
+        # when each decision was made differs between the two runs by nature; what and why must not
+        "decisions": [
+            [(entry["decision"], entry["reason"]) for entry in json.loads(version.tags.get("decisions", "[]"))] for version in versions
+        ],
         "digests_match": [version.tags.get(SHA256_TAG) == logged_model_sha256(version.source) for version in versions],
         "described": [bool(version.description) for version in versions],
     }

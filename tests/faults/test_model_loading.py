@@ -36,7 +36,7 @@ def _registered(layers: list | None = None) -> register.RegistryResult:
         variant="improved",
         dataset_fingerprint="data-a",
         threshold=0.5,
-        metrics={"test/auc": 0.7},
+        metrics={"val/auc_final": 0.7, "test/auc": 0.7},
     )
     return register.run(cfg)
 

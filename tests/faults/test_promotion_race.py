@@ -28,7 +28,7 @@ def _config(auc: float) -> RegistryConfig:
         variant=f"auc-{auc}",
         dataset_fingerprint="data-a",
         threshold=0.5,
-        metrics={"test/auc": auc},
+        metrics={"val/auc_final": auc, "test/auc": auc},
     )
 
 

@@ -10,10 +10,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from components import settings
+from components import record, settings
+from components.config import build_config
 from components.registry.register import CHALLENGER, CHAMPION
 from tests.conftest import free_port, tracking_at
 
@@ -106,7 +109,9 @@ def test_compare_flow_trains_registers_and_tabulates_both_variants(compared: Com
     assert improved.version == (aliases[CHAMPION] if improved.promoted else aliases[CHALLENGER])
     table = Path(outcome.comparison.table_path).read_text().splitlines()
     assert table[0] == "metric,baseline,improved,relative_change_pct"
-    assert [line.split(",")[0] for line in table[1:]][:3] == ["test/accuracy", "test/auc", "test/pr_auc"] and "test_tuned/f1" in table[-2]
+    rows = [line.split(",")[0] for line in table[1:]]
+    assert rows[:3] == ["test/accuracy", "test/auc", "test/pr_auc"] and "test_tuned/f1" in rows
+    assert rows[-2:] == ["calibration/ece", "robust/worst_auc"]
     parent = client.get_run(outcome.parent_run_id)
     assert parent.info.status == "FINISHED" and parent.info.run_name == f"compare · {tiny_dataset.name} · demo"
     for variant in ("baseline", "improved"):
@@ -119,6 +124,39 @@ def test_compare_flow_trains_registers_and_tabulates_both_variants(compared: Com
         return [run.state.type.value for run in ours]
 
     assert asyncio.run(states_of_this_execution()) == ["COMPLETED"] * 3  # the compare flow and its two pipelines
+
+
+@pytest.mark.slow
+def test_what_the_store_says_is_what_ran(compared: Compared, compared_store: str):
+    """Descriptions from the effective config, per-image validation scores for the gate, the
+    threshold on both scales, and a displaced champion that says so."""
+    client = MlflowClient()
+    runs = {variant: client.get_run(result.trained.run_id) for variant, result in compared.outcome.results.items()}
+    baseline_summary = runs["baseline"].data.tags["model_summary"]
+    assert "trained from scratch" in baseline_summary and "fine-tuned" not in baseline_summary  # demo: backbone_weights=none
+    assert "backbone frozen" in baseline_summary  # the demo baseline trains only its head
+    configs = {variant: build_config(variant, "demo", compared.overrides) for variant in runs}
+    changed = {row["setting"] for row in record.changed_settings(configs)}
+    note = runs["improved"].data.tags["mlflow.note.content"]
+    listed = {line.split("`")[1].removeprefix("variant.") for line in note.splitlines() if line.startswith("- `")}
+    assert listed and "fit.epochs" not in listed and "fit.precise_bn_batches" not in listed  # the demo profile sets both alike
+    assert listed == changed
+    for variant, run in runs.items():
+        scores = pd.read_csv(mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/evaluation/val_scores.csv"))
+        assert len(scores) == compared.outcome.results[variant].sharded.counts["val"] and scores["source"].is_unique
+        assert set(scores["generated"]) == {0, 1} and scores["p_ai_generated"].between(0, 1).all()
+    versions = {
+        str(version.version): client.get_model_version("flow-test-detector", version.version)
+        for version in client.search_model_versions("name='flow-test-detector'")
+    }
+    for version in versions.values():
+        assert float(version.tags["threshold_p_ai"]) == pytest.approx(1 - float(version.tags["threshold_p_real"]), abs=1e-4)
+        assert "Gate: val/auc_final, paired bootstrap" in version.description and "P(AI-generated) >" in version.description
+    improved = compared.outcome.results["improved"].registered
+    if improved.promoted:
+        assert versions["1"].tags["decision"] == "superseded by v2" and "**Superseded by v2**" in versions["1"].description
+    else:
+        assert versions["1"].tags["decision"] == "promoted" and "the champion stays" in versions["2"].description
 
 
 def test_prefect_yaml_deploys_the_named_deployments(prefect_api, tmp_path: Path):

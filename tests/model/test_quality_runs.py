@@ -13,6 +13,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
+from components import record
 from components.config import IMPROVED, DataConfig, build_config
 from components.contracts import Manifest
 from components.evaluation import evaluate
@@ -76,6 +77,11 @@ def test_evaluation_logs_robustness_calibration_and_gallery(tiny_data_config: Da
     for condition in CONDITION_NAMES:
         assert 0.0 <= metrics[f"robust/{condition}/auc"] <= 1.0 and 0.0 <= metrics[f"robust/{condition}/accuracy"] <= 1.0
     assert 0.0 <= metrics["calibration/ece"] <= 1.0
+    assert metrics["robust/worst_auc"] == min(metrics[f"robust/{condition}/auc"] for condition in CONDITION_NAMES if condition != "clean")
     plots = {item.path for item in MlflowClient().list_artifacts(run_id, "plots")}
     assert {"plots/robustness.png", "plots/reliability.png", "plots/error_gallery.png"} <= plots
-    assert mlflow.artifacts.load_dict(f"runs:/{run_id}/evaluation/trust.json")["calibration"]["ece"] == metrics["calibration/ece"]
+    images = {item.path.split("+")[0] for item in MlflowClient().list_artifacts(run_id, "images")}
+    assert {"images/plots~robustness", "images/plots~reliability", "images/plots~roc"} <= images, "the chart view's image keys"
+    # trust.json keeps the figure whole; MLflow shows it rounded.
+    ece = mlflow.artifacts.load_dict(f"runs:/{run_id}/evaluation/trust.json")["calibration"]["ece"]
+    assert record.rounded_metric(ece) == metrics["calibration/ece"]

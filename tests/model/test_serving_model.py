@@ -71,7 +71,7 @@ def test_mlflow_models_serve_answers_each_image_and_names_each_unusable_one(scor
     rows = _invoke(scoring_server, {"dataframe_split": {"columns": ["image"], "data": encoded}})
     answers = dict(zip(images, rows))
     version = MlflowClient().get_model_version_by_alias(trained_run.registered_model, "champion")
-    threshold_ai = 1 - float(version.tags["threshold"])  # the tag cuts P(REAL), the model's positive class
+    threshold_ai = float(version.tags["threshold_p_ai"])
     for name in ("photo.jpg", "photo.png", "cmyk.jpg"):
         answer = answers[name]
         assert answer["error"] is None and 0 <= answer["p_ai_generated"] <= 1, (name, answer)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
+from components import record
 from components.serving import predict
 from components.training import train
 from tests.conftest import TrainedRun
@@ -34,6 +35,10 @@ def test_run_records_params_curves_pictures_and_model(trained_run: TrainedRun, t
         assert len(client.get_metric_history(run_id, metric)) == 2, metric
     artifacts = {item.path for folder in ("plots", "data", "config") for item in client.list_artifacts(run_id, folder)}
     assert {"plots/learning_curves.png", "data/manifest.json", "config/pipeline.yaml"} <= artifacts
+    image_keys = {item.path.split("+")[0] for item in client.list_artifacts(run_id, "images")}
+    assert {"images/plots~learning_curves", "images/plots~roc"} <= image_keys, "training's and evaluation's pictures, by key"
+    loss = client.get_metric_history(run_id, "train/loss")[0].value
+    assert loss == record.rounded_metric(loss), "logged without float noise (state.json keeps it whole)"
     # The signature is read off the model's tensors; served through pyfunc, which enforces it,
     # float pixels in [0, 255] give one probability each.
     signature = mlflow.models.get_model_info(model_uri).signature

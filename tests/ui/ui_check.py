@@ -2,9 +2,11 @@
 
 Builds a fresh tiny demo-like store (the flow tests' tiny data, two epochs per variant), serves it
 with `mlflow server` on loopback, and saves screenshots of the runs table, the parent run, the
-compare view of the two variants and the registered model. It fails when a page does not show
-what a user needs: both variants by name with their test AUC, the parent's figures for both
-variants, the model's aliases. Then it starts `detector serve` on the newest registered model's
+compare view of the two variants, their plots side by side in the chart view and the registered
+model. It fails when a page does not show what a user needs: both variants by name with every
+column of the shared view (test figures, ECE, worst robust AUC) as the store holds them, the
+parent's figures for both variants, each variant's plots under the same key, the model's
+aliases. Then it starts `detector serve` on the newest registered model's
 @champion, chooses two images on its page and checks that each one's verdict and P(AI-generated)
 render as /predict returns them.
 
@@ -29,6 +31,7 @@ import urllib.parse
 from pathlib import Path
 
 from mlflow import MlflowClient
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from components import record
@@ -50,6 +53,18 @@ CHROMIUM_FLAGS = [
 # A loaded 2-core machine renders the first page of the UI in tens of seconds.
 PAGE_TIMEOUT_MS = 120_000
 TINY = ["data.image_size=32", "data.images_per_shard=16", "variant.fit.epochs=2", "variant.fit.batch_size=16"]
+# Image keys (record.log_picture) the chart view must show for both variants: training's, evaluation's, trust's.
+PLOT_KEYS = ("plots/learning_curves", "plots/confusion_matrix_tuned", "plots/reliability", "plots/robustness", "plots/roc")
+# The element that scrolls the chart view's cards (it is not the page).
+SCROLLING_ANCESTOR = """element => {
+    let node = element.parentElement;
+    while (node && !(node.scrollHeight > node.clientHeight + 1 && ["auto", "scroll"].includes(getComputedStyle(node).overflowY))) {
+        node = node.parentElement;
+    }
+    return node || document.scrollingElement;
+}"""
+# MLflow prints a stored float in full: more decimals than the rounding gives (six, for the threshold) are float noise.
+MAX_DECIMALS = 6
 
 
 class UiCheckFailed(AssertionError):
@@ -108,18 +123,55 @@ def latest_comparison(client: MlflowClient) -> tuple[str, object, dict[str, obje
 
 def check_runs_table(page, url: str, experiment_id: str, variants: dict[str, object]) -> None:
     page.goto(record.runs_view_url(url, experiment_id))
+    page.locator('[role="row"] [col-id="attributes.`Run Name`"]').first.wait_for(timeout=PAGE_TIMEOUT_MS)
+    _close_assistant(page)  # its panel narrows the table, which then leaves more columns unrendered
     for name, run in variants.items():
         row = page.locator(f'[role="row"][row-id="{run.info.run_id}"]')
         shown_name = row.locator('[col-id="attributes.`Run Name`"]')
-        shown_auc = row.locator('[col-id="metrics.`test/auc`"]')
         shown_name.wait_for(timeout=PAGE_TIMEOUT_MS)
         if name not in shown_name.inner_text():
             raise UiCheckFailed(
                 f"runs table: the row of run {run.info.run_id} is not named {name!r}. Received: {shown_name.inner_text()!r}"
             )
-        text, expected = shown_auc.inner_text().strip(), run.data.metrics["test/auc"]
-        if not _same_number(text, expected):
-            raise UiCheckFailed(f"runs table: {name}'s test/auc column shows {text!r}, expected {expected}")
+        for metric in record.RUNS_VIEW_COLUMNS:
+            text, expected = _cell_text(page, row, f"metrics.`{metric}`"), run.data.metrics[metric]
+            if not _same_number(text, expected):
+                raise UiCheckFailed(f"runs table: {name}'s {metric} column shows {text!r}, expected {expected}")
+            if len(text.partition(".")[2]) > MAX_DECIMALS:
+                raise UiCheckFailed(f"runs table: {name}'s {metric} column shows float noise: {text!r}")
+
+
+def _cell_text(page, row, column: str) -> str:
+    """The runs table orders metric columns by name and renders only those near the visible ones."""
+    cell = row.locator(f'[col-id="{column}"]')
+    if not _scroll_until(page, page.locator(".ag-body-horizontal-scroll-viewport"), cell, "scrollLeft"):
+        raise UiCheckFailed(f"runs table: no column {column}")
+    return cell.first.inner_text().strip()
+
+
+def _shows_picture(page, picture, prepare=lambda: None) -> bool:
+    """The <img> is there and decoded. Found afresh each try, after `prepare`: the view re-renders
+    its cards as their pictures load, and a handle to the first <img> would go stale."""
+    deadline = time.monotonic() + PAGE_TIMEOUT_MS / 1000
+    while time.monotonic() < deadline:
+        with contextlib.suppress(PlaywrightError):
+            prepare()
+            if picture.first.evaluate("image => image.complete && image.naturalWidth > 0", timeout=5_000):
+                return True
+        page.wait_for_timeout(500)
+    return False
+
+
+def _scroll_until(page, scroller, target, side: str) -> bool:
+    """Scroll `scroller` (a locator or element handle; `side`: scrollLeft or scrollTop) from the
+    start until `target` exists: the UI renders only the rows, columns and cards in view."""
+    scroller = getattr(scroller, "first", scroller)
+    for offset in range(0, 6000, 150):
+        scroller.evaluate(f"(element, offset) => {{ element.{side} = offset; }}", offset)
+        with contextlib.suppress(PlaywrightTimeoutError):
+            target.first.wait_for(state="attached", timeout=500)
+            return True
+    return False
 
 
 def check_parent(page, url: str, experiment_id: str, parent) -> None:
@@ -137,11 +189,60 @@ def check_parent(page, url: str, experiment_id: str, parent) -> None:
 def check_compare(page, url: str, experiment_id: str, variants: dict[str, object]) -> None:
     ids = json.dumps([run.info.run_id for run in variants.values()])
     page.goto(f"{url}/#/compare-runs?runs={urllib.parse.quote(ids)}&experiments={urllib.parse.quote(json.dumps([experiment_id]))}")
-    page.get_by_text("test/auc", exact=True).first.wait_for(timeout=PAGE_TIMEOUT_MS)
+    metrics = page.locator('[role="grid"]').filter(has=page.locator('a[title="Plot chart"]'))
+    metrics.first.wait_for(timeout=PAGE_TIMEOUT_MS)
     body = page.inner_text("body")
     for name in variants:
         if name not in body:
             raise UiCheckFailed(f"compare view: variant {name!r} is not shown")
+    # Metrics are listed by name: calibration/* and robust/* come before test/*.
+    if not _scroll_until(page, metrics, metrics.get_by_role("link", name="test/auc", exact=True), "scrollTop"):
+        raise UiCheckFailed("compare view: metric 'test/auc' is not shown")
+
+
+def check_plots(page, url: str, experiment_id: str, variants: dict[str, object]) -> None:
+    """The chart view of the shared runs view: one image card per key, each variant's picture in it.
+    (The compare-runs page lists only files at a run's artifact root, so it shows none.)"""
+    page.goto(f"{record.runs_view_url(url, experiment_id)}&compareRunsMode=CHART")
+    search = page.get_by_placeholder("Search metric charts")
+    search.wait_for(timeout=PAGE_TIMEOUT_MS)
+    _close_assistant(page)
+    search.fill("plots/")  # hides the metric charts above; the search leaves image cards alone
+    cards = page.locator('[data-testid="experiment-view-compare-runs-card"]')
+    cards.first.wait_for(timeout=PAGE_TIMEOUT_MS)
+    for key in PLOT_KEYS:
+        for name, run in variants.items():
+            if not _card_shows(page, cards, key, run.info.run_id):
+                raise UiCheckFailed(f"chart view: no image card {key!r} with a picture of {name}")
+    _full_screen(page, cards.filter(has=page.locator(f'h4[title="{PLOT_KEYS[-1]}"]')), variants)  # the ROC curves
+
+
+def _card_shows(page, cards, key: str, run_id: str) -> bool:
+    """Whether the image card `key` shows the run's picture. The chart view renders only the cards
+    in sight, and re-renders them (scrolled back to the top) as it refreshes its runs: each try
+    scrolls to the card afresh and centres it, so that all its pictures render."""
+    card = cards.filter(has=page.locator(f'h4[title="{key}"]'))
+
+    def bring_into_sight() -> None:
+        if card.count() or _scroll_until(page, cards.first.evaluate_handle(SCROLLING_ANCESTOR), card, "scrollTop"):
+            card.first.evaluate("element => element.scrollIntoView({block: 'center'})")
+
+    return _shows_picture(page, card.locator(f'img[src*="run_uuid={run_id}"]'), bring_into_sight)
+
+
+def _full_screen(page, card, variants: dict[str, object]) -> None:
+    """The screenshot's view of an image card: full screen, the variants' pictures in a row. Run
+    parameters off first: their text fills a card and pushes each picture below it."""
+    card.locator('[data-testid="experiment-view-compare-runs-card-menu"]').click()
+    page.get_by_role("menuitem", name="Configure").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_role("switch").click()  # "Show run parameters", the dialog's only switch
+    dialog.get_by_role("button", name="Save changes").click()
+    dialog.wait_for(state="hidden", timeout=PAGE_TIMEOUT_MS)
+    card.locator('[data-component-id="fullscreen_button_chartcard"]').click()
+    for name, run in variants.items():
+        if not _shows_picture(page, page.get_by_role("dialog").locator(f'img[src*="run_uuid={run.info.run_id}"]')):
+            raise UiCheckFailed(f"chart view: the full-screen card shows no picture of {name}")
 
 
 def check_model(page, url: str, client: MlflowClient) -> str:
@@ -181,6 +282,7 @@ def screenshots(url: str, out: Path) -> list[Path]:
             ("runs-table", lambda: check_runs_table(page, url, experiment_id, variants)),
             ("parent-run", lambda: check_parent(page, url, experiment_id, parent)),
             ("compare-variants", lambda: check_compare(page, url, experiment_id, variants)),
+            ("compare-plots", lambda: check_plots(page, url, experiment_id, variants)),
             ("registered-model", lambda: check_model(page, url, client)),
         )
         try:
@@ -267,9 +369,10 @@ def _two_images(folder: Path) -> list[Path]:
 
 
 def _close_assistant(page) -> None:
-    """The MLflow Assistant side panel opens by default and takes a third of the screen."""
-    close = page.get_by_role("button", name="Close")
-    if close.count():
+    """The MLflow Assistant side panel opens by default and takes a third of the screen. Its own
+    button: other "Close" buttons (the shared-view banner's, a search box's) must stay."""
+    close = page.locator('[data-component-id="mlflow.assistant.chat_panel.close"]')
+    if close.count() and close.first.is_visible():
         close.first.click()
         page.wait_for_timeout(300)  # the panel's slide-out animation, before the screenshot
 
