@@ -148,8 +148,11 @@ def _draw_kind(axes: np.ndarray, images: np.ndarray, scores: np.ndarray, heatmap
     for column, (image, score) in enumerate(zip(images, scores)):
         axes[0, column].imshow(image.astype(np.uint8))
         axes[0, column].set_title(f"{score_name} {score:.2f}", fontsize=7)
-        if heatmaps is not None:
+        if heatmaps is not None and heatmaps[column].max() > 0:
             _overlay(axes[1, column], image, heatmaps[column])
+        elif heatmaps is not None:  # Grad-CAM keeps only what raised the verdict; an all-zero map would read as evidence
+            axes[1, column].imshow(image.astype(np.uint8))
+            axes[1, column].set_title("Grad-CAM: no region raised this verdict", fontsize=6)
 
 
 def _overlay(axis, image: np.ndarray, heatmap: np.ndarray) -> None:

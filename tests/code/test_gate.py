@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 
-import keras
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,7 +15,8 @@ from sklearn.metrics import roc_auc_score
 
 from components.config import DEFAULT_GATE, GateConfig, TrackingConfig
 from components.registry import catalog, gate
-from components.registry.register import CHAMPION, RegistryConfig, run
+from components.registry.register import CHAMPION, run
+from tests.code.test_registry import _config as registered_config
 
 NAME = "gated-detector"
 IMAGES = 400  # per class: the size of a demo validation split
@@ -38,22 +37,9 @@ def _register(p_ai: np.ndarray, tmp_path, rule: GateConfig = DEFAULT_GATE, **cha
     frame = pd.DataFrame({"source": [f"val/{i}.png" for i in range(len(p_ai))], "generated": _labels(), "p_ai_generated": p_ai})
     path = tmp_path / gate.VALIDATION_SCORES.split("/")[-1]
     frame.to_csv(path, index=False)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
-    with mlflow.start_run() as active:
-        info = mlflow.keras.log_model(model, name="model", pip_requirements=["keras"])
-        mlflow.log_artifact(str(path), "evaluation")
-    auc = float(roc_auc_score(_labels(), p_ai))
-    cfg = RegistryConfig(
-        registered_model=NAME,
-        model_uri=info.model_uri,
-        run_id=active.info.run_id,
-        variant="improved",
-        dataset_fingerprint="data-a",
-        threshold=0.5,
-        metrics={"val/auc_final": round(auc, 4), "test/auc": round(auc, 4)},
-        gate=rule,
-    )
-    return run(cfg.model_copy(update=changes))
+    cfg = registered_config(round(float(roc_auc_score(_labels(), p_ai)), 4), registered_model=NAME, gate=rule, **changes)
+    MlflowClient().log_artifact(cfg.run_id, str(path), "evaluation")
+    return run(cfg)
 
 
 def _champion() -> str:
