@@ -144,7 +144,7 @@ def _run_predict(args: argparse.Namespace) -> None:
 
     uri = args.model_uri or f"models:/{_registered_model(None)}@{CHAMPION}"
     result = predict.run(predict.PredictConfig(images=args.images, model_uri=uri, crops=args.crops))
-    print(f"# {uri}: label is {result.positive_class} where P({result.positive_class}) >= {result.threshold:.4f}")
+    print(f"# {uri}: label is {result.generated_class} (AI-generated) where P(AI-generated) > {result.threshold_p_ai:.4f}")
     print("p_ai_generated\tlabel\tpath")
     for row in result.predictions:
         print(f"{row.p_ai_generated:.4f}\t{row.label}\t{row.path}")

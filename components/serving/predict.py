@@ -54,6 +54,8 @@ class PredictResult(Strict):
     model_uri: str
     positive_class: str
     threshold: float  # on P(positive_class), tuned on validation
+    threshold_p_ai: float  # the same cut on P(AI-generated): what users read
+    generated_class: str
     predictions: list[Prediction]
     skipped: dict[str, str]
 
@@ -70,8 +72,15 @@ def run(cfg: PredictConfig) -> PredictResult:
             answer = detector.answer(float(score))
             label = positive if detector.is_positive(float(score)) else negative
             predictions.append(Prediction(path=path, p_ai_generated=answer.p_ai_generated, label=label))
-    threshold = detector.threshold
-    return PredictResult(model_uri=cfg.model_uri, positive_class=positive, threshold=threshold, predictions=predictions, skipped=skipped)
+    return PredictResult(
+        model_uri=cfg.model_uri,
+        positive_class=positive,
+        threshold=detector.threshold,
+        threshold_p_ai=detector.threshold_ai,
+        generated_class=manifest.generated_class,
+        predictions=predictions,
+        skipped=skipped,
+    )
 
 
 def prepared_batches(

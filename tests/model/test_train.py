@@ -62,7 +62,10 @@ def test_champion_predicts_probability_of_ai_generated_per_image(trained_run: Tr
     result = predict.run(predict.PredictConfig(images=str(folder), model_uri=_champion(trained_run)))
     assert len(result.predictions) == len(list(folder.iterdir())) and not result.skipped
     assert all(0.0 <= row.p_ai_generated <= 1.0 and row.label in ("FAKE", "REAL") for row in result.predictions)
-    assert result.threshold == pytest.approx(trained_run.evaluated["threshold"])
+    # The registry tag carries the tuned threshold to six decimals (components/registry/tags.py).
+    assert result.threshold == pytest.approx(trained_run.evaluated["threshold"], abs=1e-6)
+    assert result.threshold_p_ai == pytest.approx(1 - result.threshold) and result.generated_class == "FAKE"
+    assert all((row.label == "FAKE") == (row.p_ai_generated > result.threshold_p_ai) for row in result.predictions)
 
 
 def test_predict_names_an_unreadable_image_instead_of_failing(trained_run: TrainedRun, trained_store):
