@@ -27,17 +27,23 @@ def _state(name: str) -> dict:
     return {
         "aliases": {alias: str(version) for alias, version in model.aliases.items()},
         "history": json.loads(model.tags.get(HISTORY_TAG, "[]")),
-        # The digest differs between two models by nature; what must hold is that it is the file's.
-        "versions": [
-            {key: value for key, value in version.tags.items() if key not in ("variant", SHA256_TAG, "decisions")} for version in versions
-        ],
-        # when each decision was made differs between the two runs by nature; what and why must not
+        "versions": [_undated(version.tags) for version in versions],
         "decisions": [
             [(entry["decision"], entry["reason"]) for entry in json.loads(version.tags.get("decisions", "[]"))] for version in versions
         ],
         "digests_match": [version.tags.get(SHA256_TAG) == logged_model_sha256(version.source) for version in versions],
         "described": [bool(version.description) for version in versions],
     }
+
+
+def _undated(tags: dict[str, str]) -> dict[str, str]:
+    """The tags two runs must agree on. The digest differs between two models by nature (what
+    must hold is that it is the file's), and when a decision was made, to the minute, differs
+    between the two runs: what was decided and why must not."""
+    kept = {key: value for key, value in tags.items() if key not in ("variant", SHA256_TAG, "decisions")}
+    if "superseded_by" in kept:
+        kept["superseded_by"] = kept["superseded_by"].split(" on ")[0]
+    return kept
 
 
 def _registered(name: str, auc: float, **changes):
