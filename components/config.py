@@ -301,7 +301,7 @@ class TrackingConfig(Strict):
     primary_metric: Literal["val/auc_final", "test/auc", "test/accuracy", "test/f1", "test/pr_auc"] = Field(
         PRIMARY_METRIC, description="What the promotion gate compares. test/* only with gate.rule=point_estimate."
     )
-    gate: GateConfig = GateConfig()
+    gate: GateConfig = DEFAULT_GATE
 
     @model_validator(mode="after")
     def _bootstrap_has_scores(self) -> TrackingConfig:

@@ -50,6 +50,12 @@ class SplitEntry(Strict):
     skipped: dict[str, str] = {}  # file (relative to the data root) -> why it is not in the shards
 
 
+def p_generated(values, positive_class: str, generated_class: str):
+    """P(positive_class), a float or an array, on the P(AI-generated) scale users read: the model
+    outputs P(positive), which is the report's REAL unless the config makes the generated class positive."""
+    return values if positive_class == generated_class else 1.0 - values
+
+
 class Manifest(Strict):
     version: int = MANIFEST_VERSION
     shard_key: str
@@ -79,6 +85,10 @@ class Manifest(Strict):
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), indent=2)
+
+    def p_generated(self, values):
+        """P(positive_class) values, scores or a threshold on them, as P(AI-generated)."""
+        return p_generated(values, self.positive_class, self.generated_class)
 
     def entry(self, split: str) -> SplitEntry:
         if split not in self.splits:

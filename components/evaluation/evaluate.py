@@ -58,8 +58,7 @@ def run(cfg: EvaluateConfig) -> EvaluateResult:
     trusted, trust_pictures, trust_summary = trust.assess(model, manifest, cfg.manifest_path, test_true, test_scores, threshold, out_dir)
     flat = flat_test_metrics(report, trusted)
     # The same cut on the scale users read (components/registry/tags.py names both).
-    on_generated = threshold if manifest.positive_class == manifest.generated_class else 1.0 - threshold
-    flat["test_tuned/threshold_p_ai"] = record.rounded_metric(on_generated, digits=6)
+    flat["test_tuned/threshold_p_ai"] = record.rounded_metric(manifest.p_generated(threshold), digits=6)
     (out_dir / "trust.json").write_text(json.dumps(trust_summary, indent=2))
     references = [
         validation_scores(manifest, cfg.manifest_path, val_true, val_scores, out_dir),
@@ -93,7 +92,7 @@ def validation_scores(manifest, manifest_path: str, labels: np.ndarray, scores: 
     """Each validation image's P(AI-generated), keyed by its source path: what the promotion gate
     pairs with the champion's scores on the same images (components/registry/gate.py)."""
     generated = (labels == manifest.labels[manifest.generated_class]).astype(int)
-    p_generated = scores if manifest.positive_class == manifest.generated_class else 1.0 - scores
+    p_generated = manifest.p_generated(scores)
     sources = read_sources(manifest.paths("val", Path(manifest_path).parent))
     path = out_dir / Path(VALIDATION_SCORES).name
     pd.DataFrame({"source": sources, "generated": generated, "p_ai_generated": p_generated}).to_csv(path, index=False)
@@ -104,10 +103,9 @@ def drift_reference(manifest, labels: np.ndarray, scores: np.ndarray, brightness
     """What batch scoring measures drift against (components/serving/score.py): the test split's
     P(AI-generated) and brightness, and its original images' size and format from the validation
     report (when it is still on this machine)."""
-    positive_is_generated = manifest.positive_class == manifest.generated_class
     names = {index: name for name, index in manifest.labels.items()}
     scores_path = out_dir / "test_scores.csv"
-    p_generated = scores if positive_is_generated else 1.0 - scores
+    p_generated = manifest.p_generated(scores)
     table = pd.DataFrame({"label": [names[int(label)] for label in labels], "p_ai_generated": p_generated, "brightness": brightness})
     table.to_csv(scores_path, index=False)
     report = Path(manifest.source.validation_report)

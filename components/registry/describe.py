@@ -23,6 +23,7 @@ from components.registry.tags import (
     GATE_TAG,
     SUPERSEDED_TAG,
     THRESHOLD_AI_TAG,
+    positive_class_tagged,
     positive_threshold,
     version_metrics,
 )
@@ -77,8 +78,7 @@ def _threshold_line(tags: dict[str, str]) -> str:
     on_positive = positive_threshold(tags)
     if THRESHOLD_AI_TAG not in tags:
         return f"Decision threshold {on_positive} on the model's positive class (registered before thresholds named their scale)."
-    named = [key for key in tags if key.startswith("threshold_p_") and key != THRESHOLD_AI_TAG]
-    positive = named[0].removeprefix("threshold_p_").upper() if named else ""
+    positive = positive_class_tagged(tags)
     report = f" (in the report's terms: {positive} when P({positive}) ≥ {on_positive:.4f})" if positive else ""
     return f"Verdict: AI-generated when P(AI-generated) > {float(tags[THRESHOLD_AI_TAG]):.4f}, tuned on validation{report}."
 

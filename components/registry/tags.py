@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from components.contracts.manifest import p_generated
+
 HISTORY_TAG = "champion_history"  # on the registered model: JSON list of versions, oldest first; its last entry holds @champion
 METRICS_TAG = "metrics"  # JSON {name: value}: every evaluation metric in one tag
 DECISION_TAG = "decision"  # the latest: promoted | not promoted | forced | rolled back | restored | superseded by vN
@@ -21,16 +23,22 @@ LEGACY_METRIC_PREFIX = "metric."  # versions registered before METRICS_TAG carry
 def threshold_tags(threshold: float, positive_class: str, generated_class: str) -> dict[str, str]:
     """The tuned threshold on both scales, each named for it: P(AI-generated), which users read,
     and P(<positive class>), the scale evaluation tuned it on and the report's figures use."""
-    on_generated = threshold if positive_class == generated_class else 1.0 - threshold
+    on_generated = p_generated(threshold, positive_class, generated_class)
     return {THRESHOLD_AI_TAG: f"{on_generated:.6f}", f"threshold_p_{positive_class.lower()}": f"{threshold:.6f}"}
+
+
+def positive_class_tagged(tags: Mapping[str, str]) -> str | None:
+    """The positive class a `threshold_p_<class>` tag names (the one that is not P(AI)), or None."""
+    named = [key for key in tags if key.startswith("threshold_p_") and key != THRESHOLD_AI_TAG]
+    return named[0].removeprefix("threshold_p_").upper() if named else None
 
 
 def positive_threshold(tags: Mapping[str, str]) -> float | None:
     """The tuned threshold on P(positive class), the scale the model outputs: the `threshold_p_*`
     tag that is not P(AI), or the unnamed tag of older versions; None when neither is there."""
-    named = [key for key in tags if key.startswith("threshold_p_") and key != THRESHOLD_AI_TAG]
-    if named:
-        return float(tags[named[0]])
+    positive = positive_class_tagged(tags)
+    if positive:
+        return float(tags[f"threshold_p_{positive.lower()}"])
     return float(tags[LEGACY_THRESHOLD_TAG]) if LEGACY_THRESHOLD_TAG in tags else None
 
 

@@ -57,7 +57,7 @@ class Detector:
 
     @property
     def threshold_ai(self) -> float:
-        return self.threshold if self.positive_is_generated else 1.0 - self.threshold
+        return self.manifest.p_generated(self.threshold)
 
     def job(self, path: str = "", crops: int = 1) -> ImageJob:
         """How an image is prepared for this version; `path` only for `prepare_example` on files."""
@@ -85,7 +85,7 @@ class Detector:
         return score >= self.threshold
 
     def answer(self, score: float) -> Score:
-        p_generated = score if self.positive_is_generated else 1.0 - score
+        p_generated = self.manifest.p_generated(score)
         generated = self.is_positive(score) == self.positive_is_generated
         verdict = AI_GENERATED if generated else REAL
         return Score(p_ai_generated=p_generated, verdict=verdict, threshold=self.threshold_ai, model_version=self.version)
