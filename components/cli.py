@@ -53,7 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--variant", choices=sorted(VARIANTS), default="improved")
     _add_flow_arguments(pipeline)
     pipeline.set_defaults(handler=_run_pipeline)
-    compare = commands.add_parser("compare", help="Run both variants and print the report's comparison table.")
+    compare = commands.add_parser("compare", help="Run variants on the same shards and print the report's comparison table.")
+    compare.add_argument(
+        "--variants",
+        default="baseline,improved",
+        type=_variant_list,
+        help=f"Comma-separated, two or more of {sorted(VARIANTS)}; changes are relative to the first. Default: %(default)s.",
+    )
     _add_flow_arguments(compare)
     compare.set_defaults(handler=_run_compare)
     predict = commands.add_parser("predict", help="Print, per image, the probability that it is AI-generated.")
@@ -103,6 +109,15 @@ def _add_flow_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _variant_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if unknown := [name for name in names if name not in VARIANTS]:
+        raise argparse.ArgumentTypeError(f"unknown variant(s) {unknown}; expected names from {sorted(VARIANTS)}")
+    if len(set(names)) < 2:
+        raise argparse.ArgumentTypeError(f"a comparison needs two or more distinct variants. Received: {text!r}")
+    return names
+
+
 def _overrides(args: argparse.Namespace) -> dict:
     overrides = parse_overrides(args.set)
     if args.data:
@@ -121,8 +136,8 @@ def _run_pipeline(args: argparse.Namespace) -> None:
 def _run_compare(args: argparse.Namespace) -> ComparisonSummary:
     from flows.pipeline import compare_variants
 
-    outcome = compare_variants(profile=args.profile, overrides=_overrides(args))
-    positive = outcome.results["improved"].positive_class
+    outcome = compare_variants(profile=args.profile, overrides=_overrides(args), variants=getattr(args, "variants", None))
+    positive = next(iter(outcome.results.values())).positive_class
     print(f"\nTest metrics (positive class {positive}; test_tuned/* at the threshold tuned on validation):\n")
     print(outcome.comparison.markdown)
     print("\nMLflow runs:")

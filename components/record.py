@@ -19,7 +19,7 @@ from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 from PIL import Image
 
-from components.config import BASELINE, IMPROVED, RESNET50_LAYERS, VARIANTS, PipelineConfig, VariantConfig, flatten
+from components.config import BASELINE, IMPROVED, NPR_LAYERS, RESNET50_LAYERS, VARIANTS, PipelineConfig, VariantConfig, flatten
 from components.contracts import Manifest
 
 NOTE_TAG = "mlflow.note.content"
@@ -74,6 +74,13 @@ def model_summary(cfg: PipelineConfig) -> str:
     """What was trained, read off the effective config: "fine-tuned" only when pretrained weights
     were loaded and train, "frozen" only when layers were."""
     model, fit = cfg.variant.model, cfg.variant.fit
+    head = "→".join(str(units) for units in model.head_units)
+    head = f"head {head}{' with BatchNorm' if model.head_batchnorm else ''}" if head else "the logit straight from the pooled features"
+    sized = f"{cfg.data.image_size} px ({cfg.data.fit}), {fit.epochs} epochs"
+    if model.architecture == "npr":
+        trained = model.trainable_backbone_layers
+        layers = "every layer trained" if trained >= NPR_LAYERS else f"the top {trained} of its {NPR_LAYERS} layers trained"
+        return f"NPR: ResNet50's first two stages on the neighbouring-pixel residual, trained from scratch, {layers}; {head}, {sized}"
     pretrained = model.backbone_weights != "none"
     start = f"{model.backbone_weights} weights" if pretrained else "random weights"
     if fit.stages:
@@ -89,11 +96,7 @@ def model_summary(cfg: PipelineConfig) -> str:
     how = "fine-tuned from" if pretrained and (fit.stages or model.trainable_backbone_layers) else "from"
     if not pretrained:
         how = "trained from scratch, from"
-    head = "→".join(str(units) for units in model.head_units)
-    return (
-        f"ResNet50 {how} {start}, {training}; head {head}{' with BatchNorm' if model.head_batchnorm else ''}, "
-        f"{cfg.data.image_size} px, {fit.epochs} epochs"
-    )
+    return f"ResNet50 {how} {start}, {training}; {head}, {sized}"
 
 
 def differences_from_baseline(variant: VariantConfig, baseline: VariantConfig | None = None) -> dict[str, tuple[Any, Any]]:
@@ -137,7 +140,8 @@ def parent_run_name(cfg: PipelineConfig, profile: str) -> str:
 def changed_settings(configs: dict[str, PipelineConfig]) -> list[dict[str, Any]]:
     """Settings whose values differ between the variants as they ran (profile and overrides applied)."""
     flat = {name: flatten(config.model_dump(mode="json")) for name, config in configs.items()}
-    keys = [key for key in flat["baseline"] if key != "variant.name" and flat["baseline"][key] != flat["improved"][key]]
+    first, *others = flat.values()
+    keys = [key for key in first if key != "variant.name" and any(values.get(key) != first[key] for values in others)]
     return [{"setting": key.removeprefix("variant."), **{name: values[key] for name, values in flat.items()}} for key in keys]
 
 

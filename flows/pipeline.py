@@ -32,8 +32,15 @@ VARIANT_ORDER = ("baseline", "improved")
 
 
 @task(retries=2, retry_delay_seconds=10)
-def sync_task(cfg: PipelineConfig) -> SyncResult:
-    return run_stage(cfg.execution, "sync", stage_config("sync", cfg))
+def sync_task(cfg: PipelineConfig, uri: str) -> SyncResult:
+    return run_stage(cfg.execution, "sync", stage_config("sync", cfg.with_changes(data={"root": uri})))
+
+
+def synced(cfg: PipelineConfig) -> PipelineConfig:
+    """The config with every s3:// location (data.root, data.test_sets) mirrored to a local cache."""
+    local = {name: sync_task(cfg, uri).local_root if uri.startswith("s3://") else uri for name, uri in cfg.data.test_sets.items()}
+    root = sync_task(cfg, cfg.data.root).local_root if cfg.data.root.startswith("s3://") else cfg.data.root
+    return cfg.with_changes(data={"root": root, "test_sets": local})
 
 
 @task
@@ -86,8 +93,7 @@ def train_pipeline(
     settings.apply()
     cfg = build_config(variant, profile, overrides)  # a bad config fails here, before any work
     settings.check_tracking_server()
-    if cfg.data.root.startswith("s3://"):
-        cfg = cfg.with_changes(data={"root": sync_task(cfg).local_root})
+    cfg = synced(cfg)
     validated = validate_task(cfg)
     sharded = shard_task(cfg, validated)
     done = {"variant": variant, "positive_class": cfg.data.positive_class, "validated": validated, "sharded": sharded}
@@ -117,18 +123,24 @@ def compare_task(results: dict[str, PipelineSummary], parent_run_id: str, work_d
 
 
 @flow(name="detector-compare", log_prints=True)
-def compare_variants(profile: str = "demo", overrides: dict[str, Any] | None = None, force: bool = False) -> ComparisonSummary:
-    """Both variants on the same shards, grouped under one MLflow parent run, plus the report's table."""
+def compare_variants(
+    profile: str = "demo", overrides: dict[str, Any] | None = None, force: bool = False, variants: list[str] | None = None
+) -> ComparisonSummary:
+    """Variants on the same shards (default: the report's two), grouped under one MLflow parent
+    run, plus the report's table with a column per variant, changes relative to the first."""
     from components import record
     from components.evaluation import compare
 
     settings.apply()
     settings.check_tracking_server()
-    configs = {variant: build_config(variant, profile, overrides) for variant in VARIANT_ORDER}
-    improved = configs["improved"]
+    variants = list(dict.fromkeys(variants or VARIANT_ORDER))
+    if len(variants) < 2:
+        raise ValueError(f"A comparison needs two or more distinct variants. Received: variants={variants}")
+    configs = {variant: build_config(variant, profile, overrides) for variant in variants}  # an unknown name fails here
+    last = configs[variants[-1]]
     parent_run_id = compare.start_parent_run(
-        improved.experiment_name, record.parent_run_name(improved, profile), record.parent_params(improved, profile)
+        last.experiment_name, record.parent_run_name(last, profile), record.parent_params(last, profile)
     )
-    results = {variant: train_pipeline(variant, profile, overrides, parent_run_id, force) for variant in VARIANT_ORDER}
-    comparison = compare_task(results, parent_run_id, improved.work_dir, record.changed_settings(configs))
+    results = {variant: train_pipeline(variant, profile, overrides, parent_run_id, force) for variant in variants}
+    comparison = compare_task(results, parent_run_id, last.work_dir, record.changed_settings(configs))
     return ComparisonSummary(parent_run_id=parent_run_id, results=results, comparison=comparison)

@@ -38,7 +38,7 @@ from components.data.fit import TRAIN_CROP_MARGIN
 from components.data.guard import Guard, guarded
 from components.data.images import ImageJob, prepare_example, printable
 from components.data.schema import MANIFEST_NAME, geometry, serialize, shard_name
-from components.data.validate import read_report
+from components.data.validate import read_report, source_path, split_folders
 
 
 def run(cfg: ShardConfig) -> ShardResult:
@@ -81,29 +81,30 @@ def shard_key(cfg: ShardConfig) -> str:
     return fingerprint(MANIFEST_VERSION, cfg.dataset_fingerprint, relevant)
 
 
-def split_examples(cfg: ShardConfig) -> dict[str, list[tuple[str, int]]]:
-    """(absolute path, label) per split. Sorting by content hash first makes the split depend on
-    the images and the seed only, not on file names or listing order."""
+def split_examples(cfg: ShardConfig) -> dict[str, list[tuple[str, int, str]]]:
+    """(path, label, source) per split, the source being the report's path. Sorting by content
+    hash first makes the split depend on the images and the seed only, not on file names or
+    listing order. Held-out sets keep their own split (`heldout-<name>`), as the test split does."""
     data = cfg.data
     report = read_report(cfg.report_path)
     usable = report[report.status == "ok"].sort_values(["sha256", "path"])
-    root = Path(data.root)
-    pairs = [(str(root / row.path), data.labels[row.class_name]) for row in usable.itertuples()]
-    in_train = [split == data.train_dir for split in usable.split]
-    train_pool = [pair for pair, flag in zip(pairs, in_train) if flag]
+    folders = split_folders(data)
+    examples: dict[str, list[tuple[str, int, str]]] = {split: [] for split in (data.train_dir, data.test_dir, *data.held_out)}
+    for row in usable.itertuples():
+        examples[row.split].append((str(source_path(folders, row.path)), data.labels[row.class_name], printable(row.path)))
+    train_pool = examples.pop(data.train_dir)
     train, val = train_test_split(
-        train_pool, test_size=data.val_fraction, random_state=data.seed, stratify=[label for _, label in train_pool]
+        train_pool, test_size=data.val_fraction, random_state=data.seed, stratify=[label for _, label, _ in train_pool]
     )
-    test = [pair for pair, flag in zip(pairs, in_train) if not flag]
-    return {"train": train, "val": sorted(val), "test": test}
+    return {"train": train, "val": sorted(val), "test": examples.pop(data.test_dir), **examples}
 
 
-def _write_split(split: str, examples: list[tuple[str, int]], cfg: ShardConfig, folder: Path, guard: Guard) -> SplitEntry:
+def _write_split(split: str, examples: list[tuple[str, int, str]], cfg: ShardConfig, folder: Path, guard: Guard) -> SplitEntry:
     data = cfg.data
     copies = data.premade_copies if split == "train" and data.premade_copies else 0
     # Only the geometric warp is baked in; JPEG and blur (components/data/degrade.py) stay live.
     policy = geometry(cfg.augment.model_dump()) if copies else None
-    records = [(path, label, copy) for path, label in examples for copy in range(max(copies, 1))]
+    records = [(path, label, source) for path, label, source in examples for _ in range(max(copies, 1))]
     if split == "train":
         random.Random(data.seed).shuffle(records)  # mixes the classes within every shard
     margin = TRAIN_CROP_MARGIN if split == "train" and data.fit == "crop" else 1
@@ -126,13 +127,12 @@ def _write_split(split: str, examples: list[tuple[str, int]], cfg: ShardConfig, 
     # A file that fails now (changed since validation, over a budget) is skipped and named in the
     # manifest; one file never stops the run.
     outcomes = guard.map(prepare_example, jobs)
-    root = str(Path(data.root))
     written, skipped = [], {}
     for index, name in enumerate(names):
         chunk = records[index * data.images_per_shard : (index + 1) * data.images_per_shard]
         with tf.io.TFRecordWriter(str(folder / name)) as writer:
-            for path, label, _ in chunk:
-                outcome, source = next(outcomes), printable(os.path.relpath(path, root))
+            for _, label, source in chunk:
+                outcome = next(outcomes)
                 if outcome.error is not None:
                     skipped[source] = outcome.error
                     continue

@@ -1,9 +1,11 @@
-"""Validate a dataset folder before anything trains on it.
+"""Validate a dataset folder, and any held-out test sets beside it, before anything trains on it.
 
 Every file is fully decoded (a header check misses truncation). What cannot be used is copied,
 with its reason, into a quarantine folder; the source is never modified or deleted. Exact
-duplicates and images present in both train and test (leakage) are flagged and kept out of
-training. The report has one row per file, and the fingerprint names the usable content.
+duplicates and images present in both train and test, or in train and a held-out set
+(leakage), are flagged and kept out of training. The report has one row per file, its path
+`<split>/<class>/<file>` relative to the split's folder (`data.root/<split>`, or a held-out
+set's own folder for split `heldout-<name>`), and the fingerprint names the usable content.
 
 No single file can stop the run: whatever reading or decoding one file raises, and a worker that
 dies or runs over the per-file time or memory budget, becomes that file's quarantine reason.
@@ -64,24 +66,28 @@ class DatasetError(ValueError):
 
 def run(cfg: ValidateConfig) -> ValidateResult:
     root = Path(cfg.data.root)
-    out_dir = Path(cfg.work_dir) / "validated" / f"{root.name}-{fingerprint(str(root.resolve()))}"
+    # Held-out sets join the key only when given, so a dataset validated without them keeps its folder.
+    held_out = [sorted((name, str(Path(location).resolve())) for name, location in cfg.data.held_out.items())] if cfg.data.test_sets else []
+    out_dir = Path(cfg.work_dir) / "validated" / f"{root.name}-{fingerprint(str(root.resolve()), *held_out)}"
     report_path, progress_path = out_dir / "report.csv", out_dir / PROGRESS_NAME
-    files = list(_walk(root, cfg.data))
+    folders = split_folders(cfg.data)
+    files = list(_walk(folders, cfg.data))
     out_dir.mkdir(parents=True, exist_ok=True)
     checked_with = verdict_settings(cfg.data)
     # Rows of the last report, then of a run that died before writing its report.
     previous = {**_previous_rows(report_path, checked_with), **_progress_rows(progress_path, checked_with)}
     rows, fresh = [], []
-    for split, name, path in files:
-        row = previous.get((split, name, *_file_key(root, path)))
+    for split, name, path, relative in files:
+        row = previous.get((split, name, *_file_key(path, relative)))
         if row:
             rows.append(row)
         else:
-            fresh.append((split, name, path))
-    rows += _inspect_all(root, fresh, cfg, progress_path, checked_with)
-    report = pd.DataFrame(_flag_duplicates_and_leaks(rows, cfg.data.test_dir), columns=REPORT_COLUMNS, dtype=object)
+            fresh.append((split, name, path, relative))
+    rows += _inspect_all(fresh, cfg, progress_path, checked_with)
+    test_splits = {cfg.data.test_dir, *cfg.data.held_out}
+    report = pd.DataFrame(_flag_duplicates_and_leaks(rows, test_splits), columns=REPORT_COLUMNS, dtype=object)
     quarantine_dir = out_dir / "quarantine"
-    _quarantine(root, report[report.status == "quarantined"], quarantine_dir)
+    _quarantine(folders, report[report.status == "quarantined"], quarantine_dir)
     _write_atomically(report, report_path)
     progress_path.unlink(missing_ok=True)
     usable = _usable_counts(report, cfg.data)
@@ -102,6 +108,21 @@ def read_report(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, keep_default_na=False, encoding_errors="surrogateescape", dtype={"path": object, "reason": object})
 
 
+def split_folders(data: DataConfig) -> dict[str, Path]:
+    """The folder each split's `{class}/` folders are in: train and test under data.root, each
+    held-out set where data.test_sets puts it."""
+    root = Path(data.root)
+    return {data.train_dir: root / data.train_dir, data.test_dir: root / data.test_dir} | {
+        split: Path(location) for split, location in data.held_out.items()
+    }
+
+
+def source_path(folders: dict[str, Path], relative: str) -> Path:
+    """A report row's file: its path is `<split>/<path inside the split's folder>`."""
+    split, _, inside = relative.partition("/")
+    return folders[split] / inside
+
+
 def verdict_settings(data: DataConfig) -> str:
     """Everything that can change one file's verdict; a cached row checked with other settings is
     checked again. Pillow's version is in it because a new decoder can accept or refuse a file."""
@@ -109,34 +130,33 @@ def verdict_settings(data: DataConfig) -> str:
     return fingerprint(VERDICT_VERSION, PIL.__version__, sorted(CONVERTIBLE_MODES), budgets)
 
 
-def _walk(root: Path, data: DataConfig):
-    if not root.is_dir():
-        raise DatasetError(f"Data root is not a folder. Received: data.root={str(root)!r}")
-    if missing := missing_after_sync(root):
-        named = "; ".join(f"{path}: {why}" for path, why in sorted(missing.items())[:5])
-        more = f"; and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise DatasetError(f"{len(missing)} file(s) in the bucket did not arrive in the last S3 sync, so sync again: {named}{more}")
-    for split in (data.train_dir, data.test_dir):
+def _walk(folders: dict[str, Path], data: DataConfig):
+    for given in (Path(data.root), *map(Path, data.test_sets.values())):
+        if not given.is_dir():
+            raise DatasetError(f"Not a folder: {str(given)!r} (data.root, or a data.test_sets entry)")
+        if missing := missing_after_sync(given):
+            named = "; ".join(f"{path}: {why}" for path, why in sorted(missing.items())[:5])
+            more = f"; and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise DatasetError(f"{len(missing)} file(s) in the bucket did not arrive in the last S3 sync, so sync again: {named}{more}")
+    for split, split_folder in folders.items():
         for name in data.class_names:
-            folder = root / split / name
+            folder = split_folder / name
             if not folder.is_dir():
-                raise DatasetError(
-                    f"Missing class folder {folder}: expected <root>/{{{data.train_dir},{data.test_dir}}}/{{{','.join(data.class_names)}}}"
-                )
-            for link in (root / split, folder):
+                raise DatasetError(f"Missing class folder {folder}: expected {split_folder}/{{{','.join(data.class_names)}}}")
+            for link in (split_folder, folder):
                 if link.is_symlink():
-                    raise DatasetError(f"{link} is a symbolic link; refused, so that nothing outside data.root={str(root)!r} is read")
+                    raise DatasetError(f"{link} is a symbolic link; refused, so that nothing outside the folders named is read")
             for path in list_entries(folder):
-                yield split, name, path
+                yield split, name, path, f"{split}/{path.relative_to(split_folder)}"
 
 
-def _file_key(root: Path, path: Path) -> tuple[str, int, int]:
+def _file_key(path: Path, relative: str) -> tuple[str, int, int]:
     """lstat, not stat: a link is judged as the link, and a file gone since listing misses the cache."""
     try:
         info = os.lstat(path)
     except OSError:
-        return str(path.relative_to(root)), -1, -1
-    return str(path.relative_to(root)), info.st_size, info.st_mtime_ns
+        return relative, -1, -1
+    return relative, info.st_size, info.st_mtime_ns
 
 
 def _row_key(row: dict) -> tuple[str, str, str, int, int]:
@@ -174,11 +194,11 @@ def _progress_rows(progress_path: Path, checked_with: str) -> dict[tuple, dict]:
     return rows
 
 
-def _inspect_all(root: Path, files: list[tuple[str, str, Path]], cfg: ValidateConfig, progress_path: Path, checked_with: str) -> list[dict]:
+def _inspect_all(files: list[tuple[str, str, Path, str]], cfg: ValidateConfig, progress_path: Path, checked_with: str) -> list[dict]:
     if not files:
         return []
     data = cfg.data
-    jobs = [(split, name, str(path), str(path.relative_to(root)), data.max_image_pixels) for split, name, path in files]
+    jobs = [(split, name, str(path), relative, data.max_image_pixels) for split, name, path, relative in files]
     workers = min(cfg.workers or os.cpu_count() or 1, len(jobs))
     rows = []
     with guarded(workers, data.decode_timeout_seconds, data.decode_memory_mb) as guard, open(progress_path, "a+") as progress:
@@ -206,21 +226,22 @@ def _failed_row(job: tuple[str, str, str, str, int], reason: str) -> dict:
     return quarantined_row(file_row(split, name, path, relative), reason)
 
 
-def _flag_duplicates_and_leaks(rows: list[dict], test_dir: str) -> list[dict]:
-    """Test rows come first, so a leaked copy is dropped from train and the test set stays whole."""
-    rows = sorted(rows, key=lambda row: (row["split"] != test_dir, row["split"], row["class_name"], row["path"]))
+def _flag_duplicates_and_leaks(rows: list[dict], test_splits: set[str]) -> list[dict]:
+    """Test rows (the test split and the held-out sets) come first, so a leaked copy is dropped
+    from train and every test set stays whole."""
+    rows = sorted(rows, key=lambda row: (row["split"] not in test_splits, row["split"], row["class_name"], row["path"]))
     for row in rows:
         if row["status"] != "quarantined":
             row["status"], row["reason"] = "ok", ""
     usable = [row for row in rows if row["status"] == "ok"]
-    test_hashes = {row["sha256"] for row in usable if row["split"] == test_dir}
+    test_hashes = {row["sha256"] for row in usable if row["split"] in test_splits}
     classes = defaultdict(set)
     for row in usable:
         classes[(row["split"], row["sha256"])].add(row["class_name"])
     first_seen: dict[tuple[str, str], str] = {}
     for row in usable:
         key = (row["split"], row["sha256"])
-        if row["split"] != test_dir and row["sha256"] in test_hashes:
+        if row["split"] not in test_splits and row["sha256"] in test_hashes:
             row["status"], row["reason"] = "leak", "same bytes as a test image; kept out of training"
         elif len(classes[key]) > 1:
             row["status"], row["reason"] = "conflict", "same bytes under both classes"
@@ -231,13 +252,13 @@ def _flag_duplicates_and_leaks(rows: list[dict], test_dir: str) -> list[dict]:
     return rows
 
 
-def _quarantine(root: Path, rows: pd.DataFrame, quarantine_dir: Path) -> None:
+def _quarantine(folders: dict[str, Path], rows: pd.DataFrame, quarantine_dir: Path) -> None:
     for row in rows.itertuples():
         target = quarantine_dir / row.path
         target.parent.mkdir(parents=True, exist_ok=True)
         reason = row.reason
         try:
-            copy_regular_file(root / row.path, target)
+            copy_regular_file(source_path(folders, row.path), target)
         except (OSError, UnusableImage) as error:
             reason += f"\n(the file itself was not copied: {error})"
         # Reasons may quote bytes from the file or its name; they must never stop the run.
@@ -256,7 +277,8 @@ def _write_atomically(report: pd.DataFrame, report_path: Path) -> None:
 
 def _usable_counts(report: pd.DataFrame, data: DataConfig) -> dict[str, dict[str, int]]:
     counts = report[report.status == "ok"].groupby(["split", "class_name"]).size()
-    usable = {split: {name: int(counts.get((split, name), 0)) for name in data.class_names} for split in (data.train_dir, data.test_dir)}
+    splits = (data.train_dir, data.test_dir, *data.held_out)
+    usable = {split: {name: int(counts.get((split, name), 0)) for name in data.class_names} for split in splits}
     empty = [f"{split}/{name}" for split, per_class in usable.items() for name, count in per_class.items() if count == 0]
     if empty:
         raise DatasetError(f"No usable images left in {', '.join(empty)}; see the report for reasons.")

@@ -1,7 +1,9 @@
-"""The origin report's comparison table: metric, baseline, improved, relative change.
+"""The origin report's comparison table: metric, baseline, improved, relative change; a column
+per variant when a comparison runs more (`detector compare --variants`), each changed relative
+to the first.
 
-Both pipeline runs hang under one MLflow parent run, so the UI shows one execution as a group
-and its compare view lines the two variants up. The parent carries the table itself (as its
+The pipeline runs hang under one MLflow parent run, so the UI shows one execution as a group
+and its compare view lines the variants up. The parent carries the table itself (as its
 description, as CSV, Markdown and HTML artifacts, and as `baseline/…`, `improved/…` metrics).
 """
 
@@ -16,6 +18,7 @@ from mlflow import MlflowClient
 
 from components import record
 from components.cli_support import component_main
+from components.config import HELD_OUT_PREFIX as HELD_OUT
 from components.contracts import CompareConfig, CompareResult, PipelineSummary
 
 TABLE_METRICS = ("accuracy", "auc", "pr_auc", "precision", "recall", "f1", "specificity")
@@ -24,13 +27,14 @@ TUNED_METRICS = ("threshold", "accuracy", "precision", "recall", "f1", "specific
 # components/evaluation/trust.py; evaluate.flat_test_metrics carries them into PipelineSummary.test.
 TRUST_METRICS = ("calibration/ece", "robust/worst_auc")
 TABLE_NAMES = (*(f"test/{name}" for name in TABLE_METRICS), *(f"test_tuned/{name}" for name in TUNED_METRICS), *TRUST_METRICS)
-CHANGE_PREFIX = "improved_vs_baseline_pct/"
+# The report's one change column; with more than two variants, one per variant (`npr_vs_baseline_pct`).
+REPORT_CHANGE = "relative_change_pct"
 
 
 def start_parent_run(experiment_name: str, run_name: str, params: dict[str, Any]) -> str:
     experiment = mlflow.set_experiment(experiment_name)
     client = MlflowClient()
-    note = "Comparison in progress: the baseline and improved runs appear below this run as they finish."
+    note = "Comparison in progress: the variants' runs appear below this run as they finish."
     run = client.create_run(experiment.experiment_id, run_name=run_name, tags={"kind": "comparison", record.NOTE_TAG: note})
     for key, value in params.items():
         client.log_param(run.info.run_id, key, value)
@@ -38,40 +42,56 @@ def start_parent_run(experiment_name: str, run_name: str, params: dict[str, Any]
     return run.info.run_id
 
 
+def change_columns(variants: list[str]) -> dict[str, str]:
+    """Each variant after the first, and the column that holds its change relative to the first."""
+    reference, *others = variants
+    if len(others) == 1:
+        return {others[0]: REPORT_CHANGE}
+    return {variant: f"{variant}_vs_{reference}_pct" for variant in others}
+
+
 def comparison_rows(results: dict[str, PipelineSummary]) -> list[dict[str, Any]]:
     """Test metrics at 0.5 (the report's cut), then at each variant's own tuned threshold, then
-    calibration and robustness. A version registered before a metric existed shows it as NaN."""
+    calibration and robustness, then each held-out test set's AUC. A version registered before
+    a metric existed shows it as NaN."""
+    variants = list(results)
+    names = list(TABLE_NAMES) + sorted({name for result in results.values() for name in result.test if name.startswith(HELD_OUT)})
     rows = []
-    for name in TABLE_NAMES:
-        baseline = record.rounded_metric(results["baseline"].test.get(name, float("nan")))
-        improved = record.rounded_metric(results["improved"].test.get(name, float("nan")))
-        change = (improved - baseline) / baseline * 100 if baseline else float("nan")
-        rows.append({"metric": name, "baseline": baseline, "improved": improved, "relative_change_pct": round(change, 1)})
+    for name in names:
+        row: dict[str, Any] = {"metric": name}
+        row |= {variant: record.rounded_metric(result.test.get(name, float("nan"))) for variant, result in results.items()}
+        reference = row[variants[0]]
+        for variant, column in change_columns(variants).items():
+            row[column] = round((row[variant] - reference) / reference * 100, 1) if reference else float("nan")
+        rows.append(row)
     return rows
 
 
-def parent_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """Both variants' absolute figures (`baseline/test/auc`, …) beside the relative changes."""
+def parent_metrics(rows: list[dict[str, Any]], variants: list[str]) -> dict[str, float]:
+    """Every variant's absolute figures (`baseline/test/auc`, …) beside the relative changes
+    (`improved_vs_baseline_pct/test/auc`, …)."""
     metrics: dict[str, float] = {}
     for row in rows:
-        for variant in ("baseline", "improved"):
+        for variant in variants:
             metrics[f"{variant}/{row['metric']}"] = row[variant]
-        metrics[CHANGE_PREFIX + row["metric"]] = row["relative_change_pct"]
+        for variant, column in change_columns(variants).items():
+            metrics[f"{variant}_vs_{variants[0]}_pct/{row['metric']}"] = row[column]
     return metrics
 
 
 def parent_note(cfg: CompareConfig, markdown: str) -> str:
-    positive = cfg.results["improved"].positive_class
+    variants = list(cfg.results)
+    positive = cfg.results[variants[0]].positive_class
     # The table comes first: the run page folds a description after its first lines.
     lines = [
-        f"**baseline vs improved** on the same shards (positive class {positive}):",
+        f"**{' vs '.join(variants)}** on the same shards (positive class {positive}):",
         "",
         markdown,
         "",
         "`test/*` at threshold 0.5, `test_tuned/*` at each variant's threshold tuned on validation; "
         "`calibration/ece` is the expected calibration error (lower is better), `robust/worst_auc` the lowest "
-        "test AUC under JPEG, resizing or blur; `improved_vs_baseline_pct/*` is the relative change. "
-        "The two runs hang below this one.",
+        f"test AUC under JPEG, resizing or blur; `{HELD_OUT}<set>/*` are the held-out test sets (data.test_sets); "
+        f"the change columns are relative to {variants[0]}. The variants' runs hang below this one.",
         "",
         "Registry:",
     ]
@@ -97,10 +117,10 @@ def run(cfg: CompareConfig) -> CompareResult:
         with mlflow.start_run(run_id=cfg.parent_run_id):
             for name in ("comparison.csv", "comparison.md", "comparison.html"):
                 mlflow.log_artifact(str(out_dir / name), artifact_path="comparison")
-            mlflow.log_metrics(parent_metrics(rows))
+            mlflow.log_metrics(parent_metrics(rows, list(cfg.results)))
             mlflow.set_tags(
                 {
-                    "dataset_fingerprint": cfg.results["improved"].sharded.dataset_fingerprint,
+                    "dataset_fingerprint": next(iter(cfg.results.values())).sharded.dataset_fingerprint,
                     record.NOTE_TAG: parent_note(cfg, markdown),
                 }
             )

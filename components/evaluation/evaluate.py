@@ -3,6 +3,7 @@
 The origin report used 0.5; its reference paper tuned the threshold (0.6587) from the ROC
 curve. We pick Youden's J on the validation split, never on test, and report test figures at
 both thresholds. Scores are the probability of the positive class, named in every output.
+Held-out test sets (data.test_sets) are scored at the same cut (components/evaluation/generalisation.py).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from components.contracts import EvaluateConfig, EvaluateResult
 from components.data.reader import installed_reader, make_dataset
 from components.data.schema import read_manifest
 from components.data.shard_reader import read_sources
-from components.evaluation import plots, trust
+from components.evaluation import generalisation, plots, trust
 from components.evaluation.compare import TRUST_METRICS
 from components.evaluation.metrics import classification_metrics, ranking_metrics, youden_threshold
 from components.registry import loading
@@ -35,6 +36,9 @@ def run(cfg: EvaluateConfig) -> EvaluateResult:
     val_true, val_scores, _ = predict_split(model, cfg.manifest_path, "val", cfg.batch_size)
     test_true, test_scores, test_brightness = predict_split(model, cfg.manifest_path, "test", cfg.batch_size)
     threshold = youden_threshold(val_true, val_scores)
+    splits = generalisation.held_out_splits(manifest)
+    held_out = {split: predict_split(model, cfg.manifest_path, split, cfg.batch_size)[:2] for split in splits}
+    sets = generalisation.table(manifest, held_out, threshold)
     report = {
         "positive_class": manifest.positive_class,
         "labels": manifest.labels,
@@ -49,6 +53,7 @@ def run(cfg: EvaluateConfig) -> EvaluateResult:
             "at_0.5": classification_metrics(test_true, test_scores, 0.5),
             "at_tuned": classification_metrics(test_true, test_scores, threshold),
         },
+        "held_out": sets.to_dict("records"),
     }
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -56,13 +61,15 @@ def run(cfg: EvaluateConfig) -> EvaluateResult:
     metrics_path.write_text(json.dumps(report, indent=2))
     pictures = _pictures(report, manifest.class_names, test_true, test_scores, out_dir)
     trusted, trust_pictures, trust_summary = trust.assess(model, manifest, cfg.manifest_path, test_true, test_scores, threshold, out_dir)
-    flat = flat_test_metrics(report, trusted)
+    flat = flat_test_metrics(report, trusted) | record.rounded_metrics(generalisation.flat_metrics(sets))
     # The same cut on the scale users read (components/registry/tags.py names both).
     flat["test_tuned/threshold_p_ai"] = record.rounded_metric(manifest.p_generated(threshold), digits=6)
     (out_dir / "trust.json").write_text(json.dumps(trust_summary, indent=2))
+    held_out_tables, held_out_pictures = generalisation.write(sets, report["test"]["auc"], out_dir)
     references = [
         validation_scores(manifest, cfg.manifest_path, val_true, val_scores, out_dir),
         *drift_reference(manifest, test_true, test_scores, test_brightness, out_dir),
+        *held_out_tables,
     ]
     if cfg.run_id:
         with mlflow.start_run(run_id=cfg.run_id):
@@ -71,7 +78,7 @@ def run(cfg: EvaluateConfig) -> EvaluateResult:
             mlflow.log_artifact(str(out_dir / "trust.json"), artifact_path="evaluation")
             for reference in references:
                 mlflow.log_artifact(str(reference), artifact_path="evaluation")
-            for picture in [*pictures, *trust_pictures]:
+            for picture in [*pictures, *trust_pictures, *held_out_pictures]:
                 record.log_picture(picture)
     return EvaluateResult(metrics_path=str(metrics_path), positive_class=manifest.positive_class, threshold=threshold, test=flat)
 

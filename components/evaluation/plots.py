@@ -66,3 +66,17 @@ def _operating_points(y_true: np.ndarray, scores: np.ndarray, threshold: float) 
     """The report's 0.5 and the tuned cut, measured as the metrics measure them (so the dots match test/*)."""
     cuts = ((0.5, "s", "threshold 0.5"), (threshold, "o", f"threshold {threshold:.3f} (tuned on val)"))
     return [(name, marker, classification_metrics(y_true, scores, cut)) for cut, marker, name in cuts]
+
+
+def held_out_auc(sets, test_auc: float, path: Path) -> Path:
+    """AUC per held-out test set with ±1 standard error, against the test split's AUC and chance."""
+    figure, axis = plt.subplots(figsize=(max(4.0, 0.8 * len(sets) + 2), 3.6))
+    axis.bar(sets["set"], sets["auc"], yerr=sets["auc_se"], capsize=3, color="tab:blue")
+    axis.axhline(test_auc, color="tab:green", linestyle="--", label=f"test split {test_auc:.3f}")
+    axis.axhline(0.5, color="grey", linestyle=":", label="chance")
+    axis.set_ylim(0, 1)
+    axis.set_ylabel("AUC (±1 s.e.)")
+    axis.tick_params(axis="x", labelrotation=30)
+    axis.legend(loc="lower right")
+    axis.set_title(f"held-out test sets: mean AUC {sets['auc'].mean():.3f}")
+    return save_png(figure, path)

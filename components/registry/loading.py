@@ -57,7 +57,7 @@ def load_file(path: str | Path):
     """A `.keras` file from this machine (training's own output), in safe mode."""
     import keras
 
-    import components.training.model  # noqa: F401  registers ImageNetPreprocess, the one custom layer
+    import components.training.model  # noqa: F401  registers the custom layers (ImageNetPreprocess, NearestResidual)
 
     forbid_pickle()
     path = Path(path)

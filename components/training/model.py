@@ -1,4 +1,5 @@
-"""The ResNet50 detector, built per variant on the functional API.
+"""The detector, built per variant on the functional API: the report's ResNet50, or NPR's
+truncated one on neighbouring-pixel residuals (components/training/npr.py).
 
 The model takes raw RGB pixels in [0, 255] and carries its own preprocessing, so whoever loads
 it from the registry feeds images as they are. Its sigmoid output is the probability of the
@@ -15,6 +16,7 @@ import keras
 import numpy as np
 
 from components.config import RESNET50_LAYERS, ModelConfig
+from components.training import npr
 from components.training.augment import RandomAffine  # registered here too, so loaders that import this module can load it
 
 # Caffe-style means (BGR) that keras.applications.resnet50.preprocess_input subtracts.
@@ -57,6 +59,9 @@ def build_model(cfg: ModelConfig, image_size: int, augment: dict | None = None) 
         x = keras.layers.Rescaling(1.0 / 255, name="unit_scale")(x)
     else:
         x = ImageNetPreprocess(name="imagenet_preprocess")(x)
+    if cfg.architecture == "npr":
+        npr.check_size(image_size)
+        x = npr.NearestResidual(name="nearest_residual")(x)
     backbone = _backbone(cfg, image_size)
     x = backbone(x)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
@@ -71,11 +76,29 @@ def build_model(cfg: ModelConfig, image_size: int, augment: dict | None = None) 
         x = keras.layers.Dropout(cfg.dropout, name=f"head_dropout_{index}")(x)
     # float32 output keeps the sigmoid stable under a mixed-precision policy.
     outputs = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="probability")(x)
-    return keras.Model(inputs, outputs, name="resnet50_detector")
+    return keras.Model(inputs, outputs, name=f"{cfg.architecture}_detector")
 
 
 def _backbone(cfg: ModelConfig, image_size: int) -> keras.Model:
-    weights = _resolve_weights(cfg.backbone_weights)
+    weights = None if cfg.architecture == "npr" else _resolve_weights(cfg.backbone_weights)
+    backbone = npr.backbone(image_size) if cfg.architecture == "npr" else _resnet50(cfg, image_size, weights)
+    if cfg.zero_init_residual:
+        zero_init_residual(backbone)
+    layer_count = len(backbone.layers)
+    if cfg.trainable_backbone_layers > layer_count:
+        raise ValueError(
+            f"The {cfg.architecture} backbone has {layer_count} layers. "
+            f"Received: model.trainable_backbone_layers={cfg.trainable_backbone_layers}"
+        )
+    if weights is None and 0 < layer_count - cfg.trainable_backbone_layers:
+        warnings.warn(FrozenRandomFeatures(layer_count - cfg.trainable_backbone_layers, cfg.trainable_backbone_layers), stacklevel=3)
+    backbone.trainable = cfg.trainable_backbone_layers > 0
+    for layer in backbone.layers[: layer_count - cfg.trainable_backbone_layers]:
+        layer.trainable = False
+    return backbone
+
+
+def _resnet50(cfg: ModelConfig, image_size: int, weights: str | None) -> keras.Model:
     if cfg.zero_init_residual and weights is not None:  # checked before any download
         raise ValueError(
             "model.zero_init_residual=true would overwrite the pretrained weights' BatchNorm; use it with random init. "
@@ -87,19 +110,7 @@ def _backbone(cfg: ModelConfig, image_size: int) -> keras.Model:
         if weights != "imagenet":
             raise
         raise RuntimeError(f"Could not download the ImageNet ResNet50 weights ({error}). {WEIGHTS_HELP}") from error
-    if cfg.stem == "preserve":
-        backbone = preserve_resolution(backbone)
-    if cfg.zero_init_residual:
-        zero_init_residual(backbone)
-    layer_count = len(backbone.layers)
-    if cfg.trainable_backbone_layers > layer_count:
-        raise ValueError(f"ResNet50 has {layer_count} layers. Received: model.trainable_backbone_layers={cfg.trainable_backbone_layers}")
-    if weights is None and 0 < layer_count - cfg.trainable_backbone_layers:
-        warnings.warn(FrozenRandomFeatures(layer_count - cfg.trainable_backbone_layers, cfg.trainable_backbone_layers), stacklevel=3)
-    backbone.trainable = cfg.trainable_backbone_layers > 0
-    for layer in backbone.layers[: layer_count - cfg.trainable_backbone_layers]:
-        layer.trainable = False
-    return backbone
+    return preserve_resolution(backbone) if cfg.stem == "preserve" else backbone
 
 
 def preserve_resolution(backbone: keras.Model) -> keras.Model:

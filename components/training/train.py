@@ -190,7 +190,11 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, state: dict[str, Any], placement
         tracked["reduce_lr"] = keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=fit.reduce_lr_factor, patience=fit.reduce_lr_patience, verbose=1
         )
-    stateless = []
+    stateless: list[keras.callbacks.Callback] = []
+    if fit.decay_every_epochs:
+        # From the epoch index, not the current rate, so a resumed run continues on the same schedule.
+        base, every, factor = placement.learning_rate, fit.decay_every_epochs, fit.decay_factor
+        stateless.append(keras.callbacks.LearningRateScheduler(lambda epoch, _: base * factor ** (epoch // every)))
     if fit.precise_bn_batches:
         batches = _dataset(cfg, placement, "train", training=True, seed=fit.seed + 1)
         stateless.append(PreciseBatchNorm(batches, fit.precise_bn_batches))

@@ -57,7 +57,7 @@ def test_unknown_field_is_rejected():
 
 
 def test_unknown_variant_names_the_choices():
-    with pytest.raises(ValueError, match=r"\['baseline', 'improved', 'staged'\]. Received: variant='fancy'"):
+    with pytest.raises(ValueError, match=r"\['baseline', 'improved', 'npr', 'staged'\]. Received: variant='fancy'"):
         build_config("fancy")
 
 

@@ -129,3 +129,28 @@ def test_a_hand_promotion_uses_the_gate_the_version_was_registered_under(trackin
     with pytest.raises(catalog.PromotionRefused, match="within noise"):
         catalog.promote(NAME, tie.version)
     assert _champion() == "1"
+
+
+def test_a_gate_on_the_generalisation_mean_promotes_on_unseen_generators_not_on_validation(tracking_store):
+    """With primary_metric=generalisation/mean_auc, a challenger worse on validation (the training
+    generators) but better on the held-out sets takes @champion, and the description lists each set."""
+    point = GateConfig(rule="point_estimate")
+
+    def held_out(glid3: float, dalle: float, validation: float) -> dict[str, float]:
+        sets = {"generalisation/glid3/auc": glid3, "generalisation/dalle-2/auc": dalle}
+        return {"val/auc_final": validation, "test/auc": validation, **sets, "generalisation/mean_auc": (glid3 + dalle) / 2}
+
+    first = run(
+        registered_config(
+            0.9, registered_model=NAME, gate=point, primary_metric="generalisation/mean_auc", metrics=held_out(0.6, 0.6, 0.95)
+        )
+    )
+    second = run(
+        registered_config(0.9, registered_model=NAME, gate=point, primary_metric="generalisation/mean_auc", metrics=held_out(0.8, 0.7, 0.9))
+    )
+    assert first.promoted and second.promoted and _champion() == "2"
+    assert "generalisation/mean_auc 0.7500 against champion v1 at 0.6000" in second.decision
+    described = MlflowClient().get_model_version(NAME, second.version).description
+    assert "| generalisation/glid3/auc | 0.8000 |" in described and "| generalisation/mean_auc | 0.7500 |" in described
+    with pytest.raises(ValidationError, match=r"gate.rule='point_estimate'"):
+        TrackingConfig(primary_metric="generalisation/mean_auc")

@@ -59,6 +59,21 @@ def test_comparison_table_shows_nan_for_a_version_registered_before_a_metric_exi
     assert math.isnan(rows["calibration/ece"]["relative_change_pct"])
 
 
+def test_three_variants_get_a_column_each_and_a_change_column_each_against_the_first():
+    held_out = {"generalisation/glid3/auc": 0.6, "generalisation/mean_auc": 0.6}
+    figures = {"baseline": 0.5, "improved": 0.6, "npr": 0.8}
+    results = {name: _reused({metric: value for metric in compare.TABLE_NAMES} | held_out) for name, value in figures.items()}
+    rows = compare.comparison_rows(results)
+    assert list(rows[0]) == ["metric", "baseline", "improved", "npr", "improved_vs_baseline_pct", "npr_vs_baseline_pct"]
+    by_metric = {row["metric"]: row for row in rows}
+    assert (by_metric["test/auc"]["improved_vs_baseline_pct"], by_metric["test/auc"]["npr_vs_baseline_pct"]) == (20.0, 60.0)
+    assert [row["metric"] for row in rows[-2:]] == ["generalisation/glid3/auc", "generalisation/mean_auc"]
+    metrics = compare.parent_metrics(rows, list(results))
+    assert metrics["npr/test/auc"] == 0.8 and metrics["npr_vs_baseline_pct/test/auc"] == 60.0
+    two = compare.comparison_rows({name: results[name] for name in ("baseline", "npr")})
+    assert list(two[0]) == ["metric", "baseline", "npr", "relative_change_pct"], "two variants keep the report's table"
+
+
 def test_shared_runs_view_shows_calibration_and_robustness_columns():
     columns = json.loads(record.runs_view()[1])["selectedColumns"]
     assert {"metrics.`calibration/ece`", "metrics.`robust/worst_auc`", "metrics.`test/auc`"} <= set(columns)

@@ -73,7 +73,7 @@ def test_split_is_deterministic_stratified_and_seeded(tiny_data_config: DataConf
     other_seed = split_examples(_shard_config(tiny_data_config, validated, tmp_path, seed=7))
     assert first == again
     assert sorted(first["val"]) != sorted(other_seed["val"])
-    val_labels = [label for _, label in first["val"]]
+    val_labels = [label for _, label, _ in first["val"]]
     assert abs(val_labels.count(0) - val_labels.count(1)) <= 1
 
 
@@ -81,9 +81,9 @@ def test_no_image_crosses_splits(tiny_data_config: DataConfig, validated, tmp_pa
     splits = split_examples(_shard_config(tiny_data_config, validated, tmp_path))
     report = pd.read_csv(validated.report_path, keep_default_na=False)
     digest = {str(Path(tiny_data_config.root) / row.path): row.sha256 for row in report.itertuples()}
-    hashes = {split: {digest[path] for path, _ in pairs} for split, pairs in splits.items()}
+    hashes = {split: {digest[path] for path, _, _ in examples} for split, examples in splits.items()}
     assert not hashes["train"] & hashes["val"] and not hashes["train"] & hashes["test"] and not hashes["val"] & hashes["test"]
-    assert all(Path(path).parts[-3] == "test" for path, _ in splits["test"])
+    assert all(Path(path).parts[-3] == "test" and source.startswith("test/") for path, _, source in splits["test"])
 
 
 def test_rerun_reuses_shards(tiny_data_config: DataConfig, validated, tmp_path: Path):
@@ -125,3 +125,41 @@ def test_manifest_is_written_last(tiny_data_config: DataConfig, validated, tmp_p
     manifest = read_manifest(result.manifest_path)
     for entry in manifest.splits.values():
         assert all((folder / name).stat().st_mtime_ns <= Path(result.manifest_path).stat().st_mtime_ns for name in entry.files)
+
+
+def test_held_out_sets_are_validated_like_test_and_sharded_as_their_own_split(tmp_path: Path, tiny_dataset: Path):
+    """A held-out set lives outside data.root: its bad file is quarantined under its own split,
+    its copy of a training image takes that image out of training (leakage), and it is sharded
+    with the test split's encoding, under `heldout-<name>`, sources named by set."""
+    held_out = tmp_path / "other-generator"
+    for name in ("FAKE", "REAL"):
+        (held_out / name).mkdir(parents=True)
+        for index in range(3):
+            Image.fromarray(np.full((32, 32, 3), 40 * index + (name == "REAL"), np.uint8)).save(held_out / name / f"{index}.png")
+    leaked = sorted((tiny_dataset / "train" / "REAL").glob("*.png"))[0]
+    (held_out / "REAL" / "leaked.png").write_bytes(leaked.read_bytes())
+    (held_out / "FAKE" / "broken.png").write_bytes(b"not an image")
+    data = DataConfig(root=str(tiny_dataset), image_size=32, encoding="png", images_per_shard=8, test_sets={"other": str(held_out)})
+    checked = validate(ValidateConfig(data=data, work_dir=str(tmp_path / "work")))
+    report = pd.read_csv(checked.report_path).set_index("path")
+    assert report.loc["heldout-other/FAKE/broken.png", "status"] == "quarantined"
+    assert (Path(checked.quarantine_dir) / "heldout-other" / "FAKE" / "broken.png").read_bytes() == b"not an image"
+    assert report.loc[f"train/REAL/{leaked.name}", "status"] == "leak"
+    assert report.loc["heldout-other/REAL/leaked.png", "status"] == "ok"
+    assert checked.usable["heldout-other"] == {"FAKE": 3, "REAL": 4}
+
+    result = run(_shard_config(data, checked, tmp_path))
+    manifest = read_manifest(result.manifest_path)
+    assert manifest.splits["heldout-other"].per_class == {"FAKE": 3, "REAL": 4}
+    assert set(manifest.splits) == {"train", "val", "test", "heldout-other"}
+    images, labels = zip(*make_dataset(result.manifest_path, "heldout-other", 16))
+    assert sum(len(batch) for batch in labels) == 7 and np.asarray(images[0]).shape[1:] == (32, 32, 3)
+    sources = {
+        record[SOURCE_KEY].numpy().decode()
+        for name in manifest.splits["heldout-other"].files
+        for record in map(
+            lambda raw: tf.io.parse_single_example(raw, FEATURE_SPEC),
+            tf.data.TFRecordDataset(str(Path(result.manifest_path).parent / name)),
+        )
+    }
+    assert "heldout-other/REAL/leaked.png" in sources

@@ -56,18 +56,23 @@ class Compared:
     root: Path
 
 
+VARIANTS = ["baseline", "improved", "npr"]
+
+
 @pytest.fixture(scope="module")
 def compared(prefect_api, tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory, _empty_tracking_database: Path) -> Compared:
-    """One compare flow (both variants, one epoch) in its own MLflow store, which the skip test
-    then retrains against: a registry that already holds these shards and configs."""
+    """One compare flow (three variants, one epoch) in its own MLflow store, which the skip test
+    then retrains against: a registry that already holds these shards and configs. Its held-out
+    set `echo` is the test split's own folder, so its figures must equal the test split's."""
     from flows.pipeline import compare_variants
 
     root = tmp_path_factory.mktemp("compare")
     shutil.copyfile(_empty_tracking_database, root / "mlflow.db")
     store = f"sqlite:///{root / 'mlflow.db'}"
     overrides = _tiny_overrides(tiny_dataset, root, "flow-test-detector")
+    overrides["data"]["test_sets"] = {"echo": str(tiny_dataset / "test")}
     with tracking_at(store):
-        outcome = compare_variants(profile="demo", overrides=overrides)
+        outcome = compare_variants(profile="demo", overrides=overrides, variants=VARIANTS)
     return Compared(outcome, overrides, store, root)
 
 
@@ -78,7 +83,7 @@ def compared_store(compared: Compared) -> str:
 
 
 @pytest.mark.slow
-def test_compare_flow_trains_registers_and_tabulates_both_variants(compared: Compared, compared_store: str, tiny_dataset: Path):
+def test_compare_flow_trains_registers_and_tabulates_every_variant(compared: Compared, compared_store: str, tiny_dataset: Path):
     from prefect import get_client
 
     outcome, overrides = compared.outcome, compared.overrides
@@ -90,6 +95,8 @@ def test_compare_flow_trains_registers_and_tabulates_both_variants(compared: Com
         assert run.info.run_name == variant and run.data.tags["variant"] == variant
         assert run.data.tags["mlflow.parentRunId"] == outcome.parent_run_id
         assert "test/auc" in run.data.metrics and "test_tuned/f1" in run.data.metrics
+        # The same images through the held-out path: the same figures.
+        assert run.data.metrics["generalisation/echo/auc"] == run.data.metrics["test/auc"] == run.data.metrics["generalisation/mean_auc"]
         assert run.data.tags["mlflow.note.content"].startswith(f"**{variant}**")
         contexts = {tag.value for item in run.inputs.dataset_inputs for tag in item.tags if tag.key == "mlflow.data.context"}
         assert contexts == {"train", "val", "test"}
@@ -99,22 +106,32 @@ def test_compare_flow_trains_registers_and_tabulates_both_variants(compared: Com
             "plots/confusion_matrix.png",
             "plots/roc.png",
             "plots/precision_recall.png",
+            "plots/generalisation.png",
         }
-    assert set(children["baseline"].data.params) == set(children["improved"].data.params), "the UI's compare view lines them up"
+        assert {item.path for item in client.list_artifacts(run.info.run_id, "evaluation")} >= {"evaluation/generalisation.csv"}
+    assert set(children["baseline"].data.params) == set(children["npr"].data.params), "the UI's compare view lines them up"
+    assert children["npr"].data.params["parameters_trainable"] == "1437761"
     versions = client.search_model_versions("name='flow-test-detector'")
-    assert sorted(str(version.version) for version in versions) == ["1", "2"]
+    assert sorted(str(version.version) for version in versions) == ["1", "2", "3"]
     aliases = {name: str(version) for name, version in client.get_registered_model("flow-test-detector").aliases.items()}
-    improved = outcome.results["improved"].registered
-    assert aliases[CHAMPION] == improved.champion_version and aliases.get(CHALLENGER) != aliases[CHAMPION]
-    assert improved.version == (aliases[CHAMPION] if improved.promoted else aliases[CHALLENGER])
+    last = outcome.results["npr"].registered
+    assert aliases[CHAMPION] == last.champion_version and aliases.get(CHALLENGER) != aliases[CHAMPION]
+    assert last.version == (aliases[CHAMPION] if last.promoted else aliases[CHALLENGER])
     table = Path(outcome.comparison.table_path).read_text().splitlines()
-    assert table[0] == "metric,baseline,improved,relative_change_pct"
+    assert table[0] == "metric,baseline,improved,npr,improved_vs_baseline_pct,npr_vs_baseline_pct"
     rows = [line.split(",")[0] for line in table[1:]]
     assert rows[:3] == ["test/accuracy", "test/auc", "test/pr_auc"] and "test_tuned/f1" in rows
-    assert rows[-2:] == ["calibration/ece", "robust/worst_auc"]
+    assert rows[-6:] == [
+        "calibration/ece",
+        "robust/worst_auc",
+        "generalisation/echo/accuracy",
+        "generalisation/echo/auc",
+        "generalisation/echo/fakes_caught",
+        "generalisation/mean_auc",
+    ]
     parent = client.get_run(outcome.parent_run_id)
     assert parent.info.status == "FINISHED" and parent.info.run_name == f"compare · {tiny_dataset.name} · demo"
-    for variant in ("baseline", "improved"):
+    for variant in VARIANTS:
         assert parent.data.metrics[f"{variant}/test/auc"] == pytest.approx(children[variant].data.metrics["test/auc"], abs=1e-4)
 
     async def states_of_this_execution() -> list[str]:
@@ -123,7 +140,7 @@ def test_compare_flow_trains_registers_and_tabulates_both_variants(compared: Com
         ours = [run for run in runs if (run.parameters.get("overrides") or {}).get("work_dir") == overrides["work_dir"]]
         return [run.state.type.value for run in ours]
 
-    assert asyncio.run(states_of_this_execution()) == ["COMPLETED"] * 3  # the compare flow and its two pipelines
+    assert asyncio.run(states_of_this_execution()) == ["COMPLETED"] * 4  # the compare flow and its three pipelines
 
 
 @pytest.mark.slow
@@ -135,7 +152,7 @@ def test_what_the_store_says_is_what_ran(compared: Compared, compared_store: str
     baseline_summary = runs["baseline"].data.tags["model_summary"]
     assert "trained from scratch" in baseline_summary and "fine-tuned" not in baseline_summary  # demo: backbone_weights=none
     assert "backbone frozen" in baseline_summary  # the demo baseline trains only its head
-    configs = {variant: build_config(variant, "demo", compared.overrides) for variant in runs}
+    configs = {variant: build_config(variant, "demo", compared.overrides) for variant in ("baseline", "improved")}
     changed = {row["setting"] for row in record.changed_settings(configs)}
     note = runs["improved"].data.tags["mlflow.note.content"]
     listed = {line.split("`")[1].removeprefix("variant.") for line in note.splitlines() if line.startswith("- `")}
@@ -152,11 +169,13 @@ def test_what_the_store_says_is_what_ran(compared: Compared, compared_store: str
     for version in versions.values():
         assert float(version.tags["threshold_p_ai"]) == pytest.approx(1 - float(version.tags["threshold_p_real"]), abs=1e-4)
         assert "Gate: val/auc_final, paired bootstrap" in version.description and "P(AI-generated) >" in version.description
+        assert "| generalisation/echo/auc |" in version.description and "| generalisation/mean_auc |" in version.description
+    assert "NPR" in runs["npr"].data.tags["model_summary"]
     improved = compared.outcome.results["improved"].registered
     if improved.promoted:
         assert versions["1"].tags["decision"] == "superseded by v2" and "**Superseded by v2**" in versions["1"].description
     else:
-        assert versions["1"].tags["decision"] == "promoted" and "the champion stays" in versions["2"].description
+        assert versions["1"].tags["decision"] in ("promoted", "superseded by v3") and "the champion stays" in versions["2"].description
 
 
 def test_prefect_yaml_deploys_the_named_deployments(prefect_api, tmp_path: Path):
