@@ -65,6 +65,11 @@ class DataConfig(Strict):
     seed: int = 42
     encoding: Literal["jpeg", "png"] = "jpeg"
     jpeg_quality: int = Field(95, ge=1, le=100)
+    jpeg_quality_range: tuple[int, int] | None = Field(
+        None,
+        description="Draw each image's JPEG quality from this inclusive range instead of jpeg_quality, the same draw for both "
+        "classes, so that neither can be told by its last compression (components/data/shortcuts.py). encoding=jpeg only.",
+    )
     images_per_shard: int = Field(512, ge=1)
     # Pillow's own default cap; above it a file is treated as a decompression bomb.
     max_image_pixels: int = Field(89_478_485, ge=1)
@@ -112,6 +117,17 @@ class DataConfig(Strict):
                     f"Received: test_sets[{name!r}]={location!r}"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _quality_range_is_for_jpeg(self) -> DataConfig:
+        if self.jpeg_quality_range is not None:
+            low, high = self.jpeg_quality_range
+            if not 1 <= low <= high <= 100 or self.encoding != "jpeg":
+                raise ValueError(
+                    "jpeg_quality_range is (low, high) with 1 <= low <= high <= 100, for encoding='jpeg'. "
+                    f"Received: jpeg_quality_range={self.jpeg_quality_range}, encoding={self.encoding!r}"
+                )
+        return self
 
     @model_validator(mode="after")
     def _classes_consistent(self) -> DataConfig:
@@ -289,11 +305,29 @@ class RuntimeConfig(Strict):
     )
 
 
+# Fields added after versions were registered, at the value every earlier config had. The cache
+# and registry keys leave them out at that value, so a version registered before a field existed
+# still matches its unchanged config (tests/data/test_published_keys.py).
+KEY_NEUTRAL: dict[tuple[str, str], Any] = {
+    ("model", "architecture"): "resnet50",
+    ("fit", "decay_every_epochs"): None,
+    ("fit", "decay_factor"): 0.8,
+}
+
+
 class VariantConfig(Strict):
     name: str = "baseline"
     model: ModelConfig = ModelConfig()
     fit: FitConfig = FitConfig()
     augment: AugmentConfig = AugmentConfig()
+
+    def key_dump(self) -> dict[str, Any]:
+        """The variant as the training run's and the registry's keys hash it (KEY_NEUTRAL)."""
+        dumped = self.model_dump()
+        for (section, field), neutral in KEY_NEUTRAL.items():
+            if dumped[section].get(field, neutral) == neutral:
+                dumped[section].pop(field, None)
+        return dumped
 
 
 BASELINE = VariantConfig()

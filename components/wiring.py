@@ -30,7 +30,7 @@ ResultT = TypeVar("ResultT", bound=Strict)
 
 def config_key(cfg: PipelineConfig, sharded: ShardResult) -> str:
     """These shards and this variant: what the registry's skip check and the version's tag key on."""
-    return fingerprint(sharded.shard_key, cfg.variant.model_dump())
+    return fingerprint(sharded.shard_key, cfg.variant.key_dump())
 
 
 def _needs(name: str, result: ResultT | None, for_stage: str) -> ResultT:

@@ -25,7 +25,17 @@ class ManifestSource(Strict):
 
 class ManifestEncoding(Strict):
     codec: Literal["jpeg", "png"]
-    jpeg_quality: int | None = None  # None for PNG
+    jpeg_quality: int | None = None  # None for PNG, and when drawn per image from jpeg_quality_range
+    jpeg_quality_range: tuple[int, int] | None = None
+
+    def as_written(self) -> dict[str, Any]:
+        """The range only when there is one, so manifests written before it existed keep their bytes."""
+        return self.model_dump(mode="json", exclude={"jpeg_quality_range"} if self.jpeg_quality_range is None else set())
+
+    @property
+    def serving_quality(self) -> int:
+        """The one quality a served image is re-encoded at: the fixed one, or the middle of the range."""
+        return self.jpeg_quality or (sum(self.jpeg_quality_range) // 2 if self.jpeg_quality_range else 95)
 
 
 class SplitPolicy(Strict):
@@ -84,7 +94,7 @@ class Manifest(Strict):
         Path(path).write_text(self.to_json())
 
     def to_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), indent=2)
+        return json.dumps(self.model_dump(mode="json") | {"encoding": self.encoding.as_written()}, indent=2)
 
     def p_generated(self, values):
         """P(positive_class) values, scores or a threshold on them, as P(AI-generated)."""

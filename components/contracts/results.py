@@ -52,6 +52,8 @@ class ValidateResult(Strict):
     usable: dict[str, dict[str, int]]
     statuses: dict[str, int]
     inspected: int = 0  # files decoded by this run; the rest came from an earlier run's report or progress
+    # Formats, sizes or JPEG qualities that differ between the classes (components/data/shortcuts.py).
+    class_differences: list[str] = []
 
 
 class ShardConfig(Strict):

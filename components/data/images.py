@@ -33,6 +33,22 @@ CONVERTIBLE_MODES = {"RGB", "RGBA", "RGBX", "L", "LA", "P", "PA", "CMYK", "YCbCr
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 
 
+# libjpeg's standard luminance table (ITU-T T.81, Annex K), which its quality setting scales (jcparam.c).
+IJG_LUMINANCE = (
+    *(16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56),
+    *(14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92),
+    *(49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99),
+)
+
+
+def _scaled_sum(quality: int) -> int:
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return sum(min(max((value * scale + 50) // 100, 1), 255) for value in IJG_LUMINANCE)
+
+
+QUALITY_SUMS = {quality: _scaled_sum(quality) for quality in range(1, 101)}
+
+
 class UnusableImage(Exception):
     """A file that must be quarantined; the message is the reason written to the report."""
 
@@ -46,6 +62,7 @@ class ImageFacts:
     width: int
     height: int
     normalised: str
+    jpeg_quality: int | None = None  # estimated (jpeg_quality); None for other formats
 
 
 def read_file(path: Path) -> tuple[bytes, os.stat_result]:
@@ -86,7 +103,18 @@ def decode_rgb(data: bytes, max_pixels: int) -> tuple[Image.Image, ImageFacts]:
         raise UnusableImage("out of memory while normalising: over the per-file budget (data.decode_memory_mb)") from None
     except Exception as error:  # e.g. a broken EXIF block: SyntaxError, struct.error, TypeError
         raise UnusableImage(f"normalising failed: {type(error).__name__}: {error}") from None
-    return rgb, ImageFacts(digest, len(data), image_format, mode, size[0], size[1], "+".join(steps) or "none")
+    return rgb, ImageFacts(digest, len(data), image_format, mode, size[0], size[1], "+".join(steps) or "none", jpeg_quality(image))
+
+
+def jpeg_quality(image: Image.Image) -> int | None:
+    """The libjpeg quality whose luminance table is closest to the file's. Compared by sum, which
+    holds whatever order Pillow lists the table in; a table of another encoder gets the nearest
+    equivalent. None for other formats."""
+    tables = getattr(image, "quantization", None) if image.format == "JPEG" else None
+    if not tables or 0 not in tables:
+        return None
+    observed = sum(tables[0])
+    return min(QUALITY_SUMS, key=lambda quality: abs(QUALITY_SUMS[quality] - observed))
 
 
 def _decode(data: bytes, max_pixels: int) -> Image.Image:
@@ -143,6 +171,7 @@ def inspect_file(job: tuple[str, str, str, str, int]) -> dict:
     except UnusableImage as error:
         return quarantined_row(row, str(error))
     facts_row = {"format": facts.format, "mode": facts.mode, "width": facts.width, "height": facts.height, "normalised": facts.normalised}
+    facts_row["jpeg_quality"] = "" if facts.jpeg_quality is None else facts.jpeg_quality
     return {**row, "status": "ok", "reason": "", **facts_row}
 
 

@@ -21,7 +21,7 @@ import tensorflow as tf
 from sklearn.model_selection import train_test_split
 
 from components.cli_support import component_main
-from components.config import fingerprint
+from components.config import DataConfig, fingerprint
 from components.contracts import (
     MANIFEST_VERSION,
     Augmentation,
@@ -78,6 +78,8 @@ def shard_key(cfg: ShardConfig) -> str:
         relevant.append(cfg.augment.model_dump())
     if data.fit != "resize":  # appended only then, so shards written before `fit` existed keep their key
         relevant.append(data.fit)
+    if data.jpeg_quality_range:  # likewise
+        relevant.append(list(data.jpeg_quality_range))
     return fingerprint(MANIFEST_VERSION, cfg.dataset_fingerprint, relevant)
 
 
@@ -113,7 +115,7 @@ def _write_split(split: str, examples: list[tuple[str, int, str]], cfg: ShardCon
             path=path,
             size=data.image_size,
             encoding=data.encoding,
-            quality=data.jpeg_quality,
+            quality=jpeg_quality(data, split, index),
             max_pixels=data.max_image_pixels,
             augment_policy=policy,
             seed=data.seed * 1_000_003 + index,
@@ -142,6 +144,14 @@ def _write_split(split: str, examples: list[tuple[str, int, str]], cfg: ShardCon
     return SplitEntry(files=names, count=len(written), per_class=per_class, skipped=skipped)
 
 
+def jpeg_quality(data: DataConfig, split: str, index: int) -> int:
+    """data.jpeg_quality, or a draw from data.jpeg_quality_range seeded by the split and the
+    record's position, never by its class, so both classes get the same distribution."""
+    if not data.jpeg_quality_range:
+        return data.jpeg_quality
+    return random.Random(f"{data.seed}/{split}/{index}").randint(*data.jpeg_quality_range)
+
+
 def _manifest(cfg: ShardConfig, key: str, splits: dict[str, SplitEntry]) -> Manifest:
     data = cfg.data
     return Manifest(
@@ -156,7 +166,9 @@ def _manifest(cfg: ShardConfig, key: str, splits: dict[str, SplitEntry]) -> Mani
         generated_class=data.generated_class,
         image_size=data.image_size,
         fit=data.fit,
-        encoding=ManifestEncoding(codec=data.encoding, jpeg_quality=data.jpeg_quality if data.encoding == "jpeg" else None),
+        encoding=ManifestEncoding(codec=data.encoding, jpeg_quality=data.jpeg_quality if data.encoding == "jpeg" else None)
+        if not data.jpeg_quality_range
+        else ManifestEncoding(codec="jpeg", jpeg_quality_range=data.jpeg_quality_range),
         split=SplitPolicy(seed=data.seed, val_fraction=data.val_fraction, stratified=True),
         augmentation=Augmentation(
             policy=cfg.augment.model_dump(),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from components.data.images import (
     quarantined_row,
 )
 from components.data.s3data import missing_after_sync
+from components.data.shortcuts import ClassShortcut, differences, profile
 
 REPORT_COLUMNS = [
     "split",
@@ -49,14 +51,15 @@ REPORT_COLUMNS = [
     "mode",
     "width",
     "height",
+    "jpeg_quality",
     "normalised",
     "sha256",
     "mtime_ns",
     "checked_with",
 ]
 PROGRESS_NAME = "progress.jsonl"
-# Bump when a rule that decides a file's status changes, so cached verdicts are checked again.
-VERDICT_VERSION = 2
+# Bump when a rule that decides a file's status changes, or a row gains a column, so cached rows are checked again.
+VERDICT_VERSION = 3
 RETRIED_REASONS = ("worker died", "timed out")
 
 
@@ -91,6 +94,10 @@ def run(cfg: ValidateConfig) -> ValidateResult:
     _write_atomically(report, report_path)
     progress_path.unlink(missing_ok=True)
     usable = _usable_counts(report, cfg.data)
+    profile(report).to_csv(out_dir / "class_profile.csv", index=False)
+    shortcuts = differences(report)
+    for line in shortcuts:
+        warnings.warn(ClassShortcut(line), stacklevel=2)
     ok = report[report.status == "ok"].sort_values(["split", "class_name", "sha256"])
     return ValidateResult(
         report_path=str(report_path),
@@ -99,6 +106,7 @@ def run(cfg: ValidateConfig) -> ValidateResult:
         usable=usable,
         statuses={str(key): int(value) for key, value in report.status.value_counts().items()},
         inspected=len(fresh),
+        class_differences=shortcuts,
     )
 
 

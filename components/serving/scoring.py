@@ -63,7 +63,7 @@ class Detector:
         """How an image is prepared for this version; `path` only for `prepare_example` on files."""
         fit = self.manifest.fit
         margin = TRAIN_CROP_MARGIN if fit == "crop" and crops > 1 else 1  # multi-crop cuts its crops after decoding
-        quality = self.manifest.encoding.jpeg_quality or 95
+        quality = self.manifest.encoding.serving_quality
         return ImageJob(path, self.manifest.image_size, self.manifest.encoding.codec, quality, self.max_pixels, fit=fit, margin=margin)
 
     def pixels(self, prepared: bytes, crops: int = 1) -> np.ndarray:

@@ -92,7 +92,7 @@ def run(cfg: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback] = 
 
 def run_directory(cfg: TrainConfig, manifest: Manifest) -> Path:
     """Same shards, same variant, same tracking store: same folder, so a rerun resumes or reuses."""
-    key = fingerprint(manifest.shard_key, cfg.pipeline.variant.model_dump(), mlflow.get_tracking_uri(), cfg.pipeline.experiment_name)
+    key = fingerprint(manifest.shard_key, cfg.pipeline.variant.key_dump(), mlflow.get_tracking_uri(), cfg.pipeline.experiment_name)
     return Path(cfg.pipeline.work_dir) / "runs" / f"{cfg.pipeline.variant.name}-{key}"
 
 

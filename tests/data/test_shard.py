@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -163,3 +164,24 @@ def test_held_out_sets_are_validated_like_test_and_sharded_as_their_own_split(tm
         )
     }
     assert "heldout-other/REAL/leaked.png" in sources
+
+
+def test_a_jpeg_quality_range_draws_each_images_quality_alike_for_both_classes(tiny_data_config: DataConfig, validated, tmp_path: Path):
+    import io
+
+    from components.data.images import jpeg_quality
+
+    data = tiny_data_config.with_changes(encoding="jpeg", jpeg_quality_range=(40, 60))
+    result = run(_shard_config(data, validated, tmp_path))
+    manifest = read_manifest(result.manifest_path)
+    assert manifest.encoding.jpeg_quality_range == (40, 60) and manifest.encoding.serving_quality == 50
+    qualities: dict[int, list[int]] = {0: [], 1: []}
+    for name in manifest.splits["train"].files:
+        for raw in tf.data.TFRecordDataset(str(Path(result.manifest_path).parent / name)):
+            record = tf.io.parse_single_example(raw, FEATURE_SPEC)
+            qualities[int(record[LABEL_KEY])].append(jpeg_quality(Image.open(io.BytesIO(record[IMAGE_KEY].numpy()))))
+    assert all(40 <= quality <= 60 for per_class in qualities.values() for quality in per_class)
+    assert min(len(set(per_class)) for per_class in qualities.values()) >= 5, "each class gets many qualities, not one"
+    plain = run(_shard_config(tiny_data_config.with_changes(encoding="jpeg"), validated, tmp_path))
+    assert plain.shard_key != result.shard_key
+    assert "jpeg_quality_range" not in json.loads(Path(plain.manifest_path).read_text())["encoding"]

@@ -291,3 +291,20 @@ def test_a_truncated_or_garbled_report_is_only_a_lost_cache(tmp_path: Path):
         again, report = _validate(root, tmp_path)
         assert len(report) == 12 and again.dataset_fingerprint == first.dataset_fingerprint
     assert not list(report_path.parent.glob(".report.csv.*")), "no staging file is left behind"
+
+
+def test_the_report_estimates_jpeg_quality_and_warns_when_the_classes_differ(tmp_path: Path):
+    from components.data.shortcuts import ClassShortcut
+
+    root = _dataset(tmp_path / "data")  # PNG in both classes
+    for split in ("train", "test"):
+        for index in range(3):
+            path = root / split / "REAL" / f"{index}.png"
+            Image.open(path).save(path.with_suffix(".jpg"), quality=40 + index)
+            path.unlink()
+    with pytest.warns(ClassShortcut, match=r"train: format differs between the classes .*FAKE: PNG \(100%\); REAL: JPEG \(100%\)"):
+        result, report = _validate(root, tmp_path)
+    assert [report.loc[f"train/REAL/{index}.jpg", "jpeg_quality"] for index in range(3)] == ["40", "41", "42"]
+    assert report.loc["train/FAKE/0.png", "jpeg_quality"] == ""
+    assert any(line.startswith("test: jpeg_quality differs") for line in result.class_differences)
+    assert (Path(result.report_path).parent / "class_profile.csv").is_file()
