@@ -2,6 +2,8 @@
 MLflow parent run, and print the clean, calibration and robustness figures side by side.
 
     python -m flows.quality --data ../shared/data/cifake-dev --profile scratch --variants improved
+    python -m flows.quality --data ../shared/data/xgen-dev --profile generalisation --variants npr \
+        --test-set glid3=../shared/data/xgen-dev/generators/glid3
 """
 
 from __future__ import annotations
@@ -46,10 +48,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", choices=sorted(PROFILES), default="scratch", help="Default: %(default)s.")
     parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=["improved"], help="Default: %(default)s.")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="Pipeline config override; repeatable.")
+    parser.add_argument(
+        "--test-set", action="append", default=[], metavar="NAME=FOLDER", help="A held-out test set (data.test_sets); repeatable."
+    )
     parser.add_argument("--force", action="store_true", help="Retrain even when these shards and configs are already registered.")
     args = parser.parse_args(argv)
     overrides = parse_overrides(args.set)
     overrides.setdefault("data", {})["root"] = args.data
+    for given in args.test_set:
+        name, _, folder = given.partition("=")
+        overrides["data"].setdefault("test_sets", {})[name] = folder
     outcome = quality_run(args.variants, args.profile, overrides, args.force)
 
     from components.evaluation import quality
@@ -59,6 +67,9 @@ def main(argv: list[str] | None = None) -> None:
     print(clean)
     print("\nRobustness (test AUC / accuracy at the tuned threshold, per degradation):\n")
     print(robust)
+    if sets := quality.held_out(outcome["run_ids"]):
+        print("\nHeld-out test sets (AUC, and the share of AI-generated images caught at the tuned threshold):\n")
+        print(sets)
     print(f"\nMLflow parent run: {outcome['parent_run_id']}")
 
 

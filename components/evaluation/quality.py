@@ -1,11 +1,13 @@
-"""The quality summary: per variant, clean test figures, calibration and the robustness table,
-read back from each variant's MLflow run so trained, resumed and reused runs print alike."""
+"""The quality summary: per variant, clean test figures, calibration, the robustness table and the
+held-out test sets, read back from each variant's MLflow run so trained, resumed and reused runs
+print alike."""
 
 from __future__ import annotations
 
 import pandas as pd
 from mlflow import MlflowClient
 
+from components.config import GENERALISATION_METRIC, HELD_OUT_PREFIX
 from components.evaluation.robustness import CONDITION_NAMES
 
 CLEAN = (("test/auc", "AUC"), ("test/accuracy", "accuracy@0.5"), ("test_tuned/accuracy", "accuracy@tuned"), ("calibration/ece", "ECE"))
@@ -32,6 +34,28 @@ def summary(run_ids: dict[str, str]) -> tuple[str, str]:
         ]
     )
     return _markdown(clean), _markdown(robust)
+
+
+def held_out(run_ids: dict[str, str]) -> str | None:
+    """Per held-out test set (data.test_sets), each variant's AUC and share of fakes caught at its
+    tuned threshold, then the mean AUC; None when no run scored any."""
+    metrics = {variant: MlflowClient().get_run(run_id).data.metrics for variant, run_id in run_ids.items()}
+    names = sorted({name.split("/")[1] for found in metrics.values() for name in found if name.startswith(HELD_OUT_PREFIX)} - {"mean_auc"})
+    if not names:
+        return None
+    rows = [
+        {
+            "set": name,
+            **{
+                f"{variant} {kind}": _rounded(found.get(f"{HELD_OUT_PREFIX}{name}/{kind}"))
+                for variant, found in metrics.items()
+                for kind in ("auc", "fakes_caught")
+            },
+        }
+        for name in names
+    ]
+    rows.append({"set": "mean", **{f"{variant} auc": _rounded(found.get(GENERALISATION_METRIC)) for variant, found in metrics.items()}})
+    return _markdown(pd.DataFrame(rows))
 
 
 def _markdown(table: pd.DataFrame) -> str:

@@ -168,3 +168,47 @@ def test_quality_parent_run_is_named_for_the_profile_and_lists_its_variants(trac
         "data.root": str(tmp_path / "cifake"),
         "variants": "improved,staged",
     }
+
+
+def test_npr_is_the_baseline_plus_the_papers_network_and_schedule():
+    from components.config import BASELINE, NPR, NPR_LAYERS
+
+    assert NPR.model.architecture == "npr" and NPR.model.backbone_weights == "none" and NPR.model.head_units == ()
+    assert NPR.model.trainable_backbone_layers == NPR_LAYERS
+    assert (NPR.fit.learning_rate, NPR.fit.decay_every_epochs, NPR.fit.decay_factor) == (2e-4, 10, 0.8)
+    assert NPR.augment.horizontal_flip and NPR.augment.rotation_degrees == NPR.augment.shift_fraction == 0
+    assert NPR.model_dump(exclude={"name", "model", "fit", "augment"}) == BASELINE.model_dump(exclude={"name", "model", "fit", "augment"})
+
+
+def test_profiles_size_npr_but_keep_its_network():
+    scratch = build_config("npr", "scratch")
+    assert scratch.variant.model.trainable_backbone_layers != RESNET50_LAYERS and not scratch.variant.model.zero_init_residual
+    assert scratch.data.image_size == 32  # the profile still sizes the data
+    general = {variant: build_config(variant, "generalisation") for variant in ("baseline", "improved", "npr")}
+    assert {config.data.fit for config in general.values()} == {"crop"} and general["npr"].variant.fit.learning_rate == 2e-4
+    assert general["baseline"].variant.model.trainable_backbone_layers == RESNET50_LAYERS
+    overridden = build_config("npr", "scratch", {"variant": {"model": {"head_units": (64,)}}})
+    assert overridden.variant.model.head_units == (64,), "the user's own overrides still reach it"
+
+
+def test_a_step_decay_refuses_to_fight_the_other_schedules():
+    with pytest.raises(ValidationError, match=r"decay_every_epochs"):
+        FitConfig(decay_every_epochs=10, reduce_lr_factor=0.5)
+
+
+def test_the_held_out_table_lists_each_set_and_the_mean(tracking_store):
+    import mlflow
+
+    from components.evaluation import quality
+
+    run_ids = {}
+    for variant, auc in (("improved", 0.6), ("npr", 0.8)):
+        with mlflow.start_run() as run:
+            mlflow.log_metrics({"generalisation/glid3/auc": auc, "generalisation/glid3/fakes_caught": 0.5, "generalisation/mean_auc": auc})
+        run_ids[variant] = run.info.run_id
+    table = [[cell.strip() for cell in line.split("|")[1:-1]] for line in quality.held_out(run_ids).splitlines()]
+    assert table[0] == ["set", "improved auc", "improved fakes_caught", "npr auc", "npr fakes_caught"]
+    assert table[2] == ["glid3", "0.6", "0.5", "0.8", "0.5"] and table[3] == ["mean", "0.6", "-", "0.8", "-"]
+    with mlflow.start_run() as plain:
+        mlflow.log_metric("test/auc", 0.9)
+    assert quality.held_out({"baseline": plain.info.run_id}) is None
