@@ -69,9 +69,10 @@ class DatasetError(ValueError):
 
 def run(cfg: ValidateConfig) -> ValidateResult:
     root = Path(cfg.data.root)
-    # Held-out sets join the key only when given, so a dataset validated without them keeps its folder.
-    held_out = [sorted((name, str(Path(location).resolve())) for name, location in cfg.data.held_out.items())] if cfg.data.test_sets else []
-    out_dir = Path(cfg.work_dir) / "validated" / f"{root.name}-{fingerprint(str(root.resolve()), *held_out)}"
+    key = [str(root.resolve())]
+    if cfg.data.test_sets:  # only then, so a dataset validated without them keeps its folder
+        key.append(sorted((name, str(Path(location).resolve())) for name, location in cfg.data.test_sets.items()))
+    out_dir = Path(cfg.work_dir) / "validated" / f"{root.name}-{fingerprint(*key)}"
     report_path, progress_path = out_dir / "report.csv", out_dir / PROGRESS_NAME
     folders = split_folders(cfg.data)
     files = list(_walk(folders, cfg.data))

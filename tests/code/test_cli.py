@@ -40,3 +40,12 @@ def test_stage_cli_reads_a_config_file_and_prints_its_result(tmp_path: Path):
     result = _detector("demo-data", "--config", str(config), "--set", "include_defects=false", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["counts"] == {"train": {"REAL": 4, "FAKE": 4}, "test": {"REAL": 2, "FAKE": 2}}
+
+
+@pytest.mark.parametrize(
+    ("given", "error"), [("baseline,fancy", "unknown variant(s) ['fancy']"), ("npr,npr", "two or more distinct variants")]
+)
+def test_compare_refuses_a_variant_list_it_cannot_run(given: str, error: str, capsys: pytest.CaptureFixture[str]):
+    with pytest.raises(SystemExit):
+        main(["compare", "--variants", given])
+    assert error in capsys.readouterr().err

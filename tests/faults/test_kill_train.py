@@ -69,16 +69,21 @@ def _kill_at_seeded_point(run_dir: Path, victim: subprocess.Popen) -> str:
     return f"FAULT_SEED={SEED}: killed {share:.2f} of an epoch ({length:.1f} s) after epoch 2 was saved"
 
 
+# NPR with a decay every epoch, so the resumed epochs must continue its rate schedule.
+VARIANTS = {"improved": {}, "npr": {"decay_every_epochs": 1}}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_rerun_after_kill_9_resumes_one_run_and_ends_as_a_clean_run(
-    tiny_data_config, tiny_dataset, manifest_path, tmp_path, tracking_store
+    variant, tiny_data_config, tiny_dataset, manifest_path, tmp_path, tracking_store
 ):
     sources, shards = tree_digest(tiny_dataset), tree_digest(Path(manifest_path).parent)
     overrides = {
         "data": tiny_data_config.model_dump(),
         "work_dir": str(tmp_path / "work"),
-        "variant": {"fit": {"epochs": EPOCHS, "batch_size": 16, "precise_bn_batches": 2}},
+        "variant": {"fit": {"epochs": EPOCHS, "batch_size": 16, "precise_bn_batches": 2, **VARIANTS[variant]}},
     }
-    cfg = train.TrainConfig(pipeline=build_config("improved", "demo", overrides), manifest_path=manifest_path)
+    cfg = train.TrainConfig(pipeline=build_config(variant, "demo", overrides), manifest_path=manifest_path)
     config_file = tmp_path / "train.json"
     config_file.write_text(cfg.model_dump_json())
     run_dir = train.run_directory(cfg, Manifest.read(manifest_path))
@@ -119,6 +124,10 @@ def test_rerun_after_kill_9_resumes_one_run_and_ends_as_a_clean_run(
         # MLflow gets them rounded (record.rounded_metrics); state.json keeps them whole.
         assert all(record.rounded_metric(recorded.get(point.step, point.value)) == point.value for point in points), key
 
+    if cfg.pipeline.variant.fit.decay_every_epochs:
+        rates = sorted(client.get_metric_history(result.run_id, "train/learning_rate"), key=lambda point: point.step)
+        base = cfg.pipeline.variant.fit.learning_rate
+        assert [point.value for point in rates] == [record.rounded_metric(base * 0.8**epoch) for epoch in range(EPOCHS)], where
     assert mlflow.models.get_model_info(result.model_uri).signature is not None
     model = keras.models.load_model(result.model_path)
     assert model.predict(np.zeros((2, 32, 32, 3), "float32"), verbose=0).shape == (2, 1)

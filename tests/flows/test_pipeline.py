@@ -171,6 +171,12 @@ def test_what_the_store_says_is_what_ran(compared: Compared, compared_store: str
         assert "Gate: val/auc_final, paired bootstrap" in version.description and "P(AI-generated) >" in version.description
         assert "| generalisation/echo/auc |" in version.description and "| generalisation/mean_auc |" in version.description
     assert "NPR" in runs["npr"].data.tags["model_summary"]
+    # NPR serves as the others do: the registered serving model, image bytes in, a verdict out.
+    npr = compared.outcome.results["npr"].registered
+    served = mlflow.pyfunc.load_model(f"models:/flow-test-detector/{npr.version}")
+    image = next(Path(compared.overrides["data"]["root"]).glob("test/FAKE/*.png"))
+    answer = served.predict(pd.DataFrame({"image": [image.read_bytes()]})).iloc[0]
+    assert 0 <= answer["p_ai_generated"] <= 1 and answer["verdict"] in ("AI-generated", "real") and answer["model_version"] == npr.version
     improved = compared.outcome.results["improved"].registered
     if improved.promoted:
         assert versions["1"].tags["decision"] == "superseded by v2" and "**Superseded by v2**" in versions["1"].description
