@@ -96,7 +96,7 @@ def train_pipeline(
     cfg = synced(cfg)
     validated = validate_task(cfg)
     for difference in validated.class_differences:
-        get_run_logger().warning("validate: %s (docs/quality.md, 'Inputs that carry no class signal')", difference)
+        get_run_logger().warning("validate: %s (docs/generalisation.md)", difference)
     sharded = shard_task(cfg, validated)
     done = {"variant": variant, "positive_class": cfg.data.positive_class, "validated": validated, "sharded": sharded}
     existing = None if force else find_registered_task(cfg, config_key(cfg, sharded))

@@ -105,3 +105,28 @@ def test_stage_execution_follows_the_environment_and_names_a_bad_value(monkeypat
     monkeypatch.setenv("DETECTOR_STAGES", "cluster")
     with pytest.raises(ValueError, match="DETECTOR_STAGES='cluster'"):
         build_config("improved", "demo")
+
+
+def test_test_sets_parse_from_the_command_line_and_refuse_bad_names():
+    overrides = parse_overrides(['data.test_sets={"glid3": "/data/glid3", "dalle-2": "s3://bucket/dalle-2"}'])
+    cfg = build_config("npr", overrides=overrides)
+    assert cfg.data.held_out == {"heldout-dalle-2": "s3://bucket/dalle-2", "heldout-glid3": "/data/glid3"}
+    with pytest.raises(ValidationError, match=r"test_sets\['../up'\]"):
+        build_config("npr", overrides={"data": {"test_sets": {"../up": "/data"}}})
+
+
+def test_a_gate_on_the_generalisation_mean_needs_test_sets():
+    gate = {"tracking": {"primary_metric": "generalisation/mean_auc", "gate": {"rule": "point_estimate"}}}
+    with pytest.raises(ValidationError, match=r"name at least one. Received: data.test_sets=\{\}"):
+        build_config("improved", overrides=gate)
+    assert (
+        build_config("improved", overrides={**gate, "data": {"test_sets": {"x": "/x"}}}).tracking.primary_metric
+        == "generalisation/mean_auc"
+    )
+
+
+def test_a_jpeg_quality_range_is_ordered_and_for_jpeg_only():
+    assert DataConfig(jpeg_quality_range=(70, 95)).jpeg_quality_range == (70, 95)
+    for bad in ({"jpeg_quality_range": (95, 70)}, {"jpeg_quality_range": (70, 95), "encoding": "png"}):
+        with pytest.raises(ValidationError, match=r"jpeg_quality_range"):
+            DataConfig(**bad)
