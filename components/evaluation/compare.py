@@ -18,6 +18,7 @@ from mlflow import MlflowClient
 
 from components import record
 from components.cli_support import component_main
+from components.config import GENERALISATION_METRIC
 from components.config import HELD_OUT_PREFIX as HELD_OUT
 from components.contracts import CompareConfig, CompareResult, PipelineSummary
 
@@ -55,7 +56,8 @@ def comparison_rows(results: dict[str, PipelineSummary]) -> list[dict[str, Any]]
     calibration and robustness, then each held-out test set's AUC. A version registered before
     a metric existed shows it as NaN."""
     variants = list(results)
-    names = list(TABLE_NAMES) + sorted({name for result in results.values() for name in result.test if name.startswith(HELD_OUT)})
+    held_out = {name for result in results.values() for name in result.test if name.startswith(HELD_OUT)}
+    names = [*TABLE_NAMES, *sorted(held_out, key=lambda name: (name == GENERALISATION_METRIC, name))]  # the mean last
     rows = []
     for name in names:
         row: dict[str, Any] = {"metric": name}
