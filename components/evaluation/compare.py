@@ -18,8 +18,7 @@ from mlflow import MlflowClient
 
 from components import record
 from components.cli_support import component_main
-from components.config import GENERALISATION_METRIC
-from components.config import HELD_OUT_PREFIX as HELD_OUT
+from components.config import GENERALISATION_METRIC, HELD_OUT_PREFIX
 from components.contracts import CompareConfig, CompareResult, PipelineSummary
 
 TABLE_METRICS = ("accuracy", "auc", "pr_auc", "precision", "recall", "f1", "specificity")
@@ -56,7 +55,7 @@ def comparison_rows(results: dict[str, PipelineSummary]) -> list[dict[str, Any]]
     calibration and robustness, then each held-out test set's AUC. A version registered before
     a metric existed shows it as NaN."""
     variants = list(results)
-    held_out = {name for result in results.values() for name in result.test if name.startswith(HELD_OUT)}
+    held_out = {name for result in results.values() for name in result.test if name.startswith(HELD_OUT_PREFIX)}
     names = [*TABLE_NAMES, *sorted(held_out, key=lambda name: (name == GENERALISATION_METRIC, name))]  # the mean last
     rows = []
     for name in names:
@@ -92,7 +91,7 @@ def parent_note(cfg: CompareConfig, markdown: str) -> str:
         "",
         "`test/*` at threshold 0.5, `test_tuned/*` at each variant's threshold tuned on validation; "
         "`calibration/ece` is the expected calibration error (lower is better), `robust/worst_auc` the lowest "
-        f"test AUC under JPEG, resizing or blur; `{HELD_OUT}<set>/*` are the held-out test sets (data.test_sets); "
+        f"test AUC under JPEG, resizing or blur; `{HELD_OUT_PREFIX}<set>/*` are the held-out test sets (data.test_sets); "
         f"the change columns are relative to {variants[0]}. The variants' runs hang below this one.",
         "",
         "Registry:",
