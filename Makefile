@@ -44,6 +44,7 @@ PYTEST_PARALLEL ?= -n 3 --durations=15
 test: $(STAMP) $(KFP_STAMP)
 	$(BIN)/pytest $(PYTEST_PARALLEL)
 	KERAS_BACKEND=jax $(BIN)/pytest -q tests/model/test_augment_layer.py tests/model/test_precise_bn.py
+	KERAS_BACKEND=jax $(BIN)/pytest -q tests/model/test_model.py -k npr
 
 # The same suite under coverage.py, following the CLI, flow and stage subprocesses (pyproject);
 # the HTML report lands in htmlcov/.
