@@ -534,7 +534,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             "fit": {"epochs": 5, "batch_size": 32, "learning_rate": 1e-3, "precise_bn_batches": 8},
         },
     },
-    # Train on some generators, score others (data.test_sets; docs/quality.md, "Generalisation"), e.g.
+    # Train on some generators, score others (data.test_sets; docs/generalisation.md), e.g.
     # ../shared/data/xgen-dev. Crops at native resolution, never resized, because a generator's
     # traces are in neighbouring pixels; PNG, so no second JPEG pass over either class. 128 px is the
     # largest crop at which the three variants fit in 30 minutes on 2 cores (NPR's paper: 224). The

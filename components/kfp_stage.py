@@ -47,16 +47,20 @@ def pipeline_config(variant: str, profile: str, data_root: str, overrides: str) 
 
 
 def with_local_data(cfg: PipelineConfig, stage: str, kfp_run_id: str) -> PipelineConfig:
-    """s3:// data, as the Prefect flow does it: mirrored into work_dir/s3-cache (by the validate task,
-    which comes first), and every stage reads the mirror."""
+    """s3:// data (data.root and each data.test_sets entry), as the Prefect flow does it: mirrored
+    into work_dir/s3-cache (by the validate task, which comes first), and every stage reads the mirror."""
     from components.data.s3data import split_uri
 
-    sync = stage_config("sync", cfg)
-    if stage == "validate":
-        local_root = run_stage_cli("sync", sync, kfp_run_id).local_root
-    else:
-        local_root = str(Path(sync.cache_dir).joinpath(*split_uri(cfg.data.root)))  # where sync put it
-    return cfg.with_changes(data={"root": local_root})
+    def local(uri: str) -> str:
+        if not uri.startswith("s3://"):
+            return uri
+        sync = stage_config("sync", cfg.with_changes(data={"root": uri}))
+        if stage == "validate":
+            return run_stage_cli("sync", sync, kfp_run_id).local_root
+        return str(Path(sync.cache_dir).joinpath(*split_uri(uri)))  # where sync put it
+
+    test_sets = {name: local(uri) for name, uri in cfg.data.test_sets.items()}
+    return cfg.with_changes(data={"root": local(cfg.data.root), "test_sets": test_sets})
 
 
 def run_stage_cli(name: str, config: Strict, kfp_run_id: str) -> Strict:
@@ -124,8 +128,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         upstream = upstream_results({name: getattr(args, name) for name in UPSTREAM})
     except ValueError as error:  # a JSONDecodeError and a pydantic ValidationError are ValueErrors
         parser.error(str(error))
-    if cfg.data.root.startswith("s3://"):
-        cfg = with_local_data(cfg, args.stage, args.kfp_run_id)
+    cfg = with_local_data(cfg, args.stage, args.kfp_run_id)
     try:
         baseline = pipeline_config("baseline", args.profile, args.data_root, args.overrides).variant
         config = stage_config(args.stage, cfg, **upstream, baseline=baseline)

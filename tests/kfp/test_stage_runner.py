@@ -86,11 +86,14 @@ def test_s3_data_is_mirrored_by_validate_and_read_from_the_mirror_after(s3_env, 
     for path in sorted(tiny_dataset.rglob("*.png")):
         client.upload_file(str(path), bucket, f"sets/tiny/{path.relative_to(tiny_dataset)}")
     work = tmp_path / "work"
-    overrides = json.dumps({"data": {"image_size": 32}, "work_dir": str(work)})
+    # A held-out set on S3 too: the tiny test split again, under its own prefix.
+    held_out = {"echo": f"s3://{bucket}/sets/tiny/test"}
+    overrides = json.dumps({"data": {"image_size": 32, "test_sets": held_out}, "work_dir": str(work)})
     validated = _run_stage("validate", tmp_path, "--data-root", f"s3://{bucket}/sets/tiny", "--overrides", overrides)
     mirror = work / "s3-cache" / bucket / "sets" / "tiny"
     mirrored = sorted(path.relative_to(mirror) for path in mirror.rglob("*.png"))
     assert mirrored == sorted(path.relative_to(tiny_dataset) for path in tiny_dataset.rglob("*.png"))
     cfg = kfp_stage.pipeline_config("baseline", "demo", f"s3://{bucket}/sets/tiny", overrides)
-    assert kfp_stage.with_local_data(cfg, "shard", "").data.root == str(mirror)
-    assert validated.dataset_fingerprint
+    local = kfp_stage.with_local_data(cfg, "shard", "")
+    assert local.data.root == str(mirror) and local.data.test_sets == {"echo": str(mirror / "test")}
+    assert validated.dataset_fingerprint and validated.usable["heldout-echo"] == validated.usable["test"]
