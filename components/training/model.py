@@ -51,6 +51,7 @@ class FrozenRandomFeatures(UserWarning):
 
 def build_model(cfg: ModelConfig, image_size: int, augment: dict | None = None) -> keras.Model:
     """`augment`: a live augmentation policy to apply in the train step (components/training/augment.py)."""
+    backbone = _backbone(cfg, image_size)  # first: it checks what the layers before it would trip on
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = inputs
     if augment:
@@ -60,9 +61,7 @@ def build_model(cfg: ModelConfig, image_size: int, augment: dict | None = None) 
     else:
         x = ImageNetPreprocess(name="imagenet_preprocess")(x)
     if cfg.architecture == "npr":
-        npr.check_size(image_size)
         x = npr.NearestResidual(name="nearest_residual")(x)
-    backbone = _backbone(cfg, image_size)
     x = backbone(x)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     for index, units in enumerate(cfg.head_units, start=1):

@@ -40,14 +40,10 @@ class NearestResidual(keras.layers.Layer):
         return (inputs - copied) * RESIDUAL_SCALE
 
 
-def check_size(image_size: int) -> None:
-    if image_size % 2:
-        raise ValueError(f"NPR's residual takes 2×2 cells, so the image size must be even. Received: image_size={image_size}")
-
-
 def backbone(image_size: int) -> keras.Model:
     """The truncated ResNet50 of the paper, up to its pooled 512 features' input."""
-    check_size(image_size)
+    if image_size % 2:
+        raise ValueError(f"NPR's residual takes 2×2 cells, so the image size must be even. Received: image_size={image_size}")
     inputs = keras.Input((image_size, image_size, 3))
     x = keras.layers.ZeroPadding2D(1, name="conv1_pad")(inputs)
     x = keras.layers.Conv2D(64, 3, strides=2, use_bias=False, kernel_initializer=KAIMING, name="conv1_conv")(x)
