@@ -26,7 +26,7 @@ from typing import Any
 from components import settings
 from components.config import PipelineConfig, Strict, build_config
 from components.contracts import stage as stage_spec
-from components.wiring import STAGES, stage_config
+from components.wiring import STAGES, localised, stage_config
 
 # Each upstream result's option, and the stage whose Result it is.
 UPSTREAM = {"validated": "validate", "sharded": "shard", "trained": "train", "evaluated": "evaluate"}
@@ -51,16 +51,13 @@ def with_local_data(cfg: PipelineConfig, stage: str, kfp_run_id: str) -> Pipelin
     into work_dir/s3-cache (by the validate task, which comes first), and every stage reads the mirror."""
     from components.data.s3data import split_uri
 
-    def local(uri: str) -> str:
-        if not uri.startswith("s3://"):
-            return uri
+    def mirror(uri: str) -> str:
         sync = stage_config("sync", cfg.with_changes(data={"root": uri}))
         if stage == "validate":
             return run_stage_cli("sync", sync, kfp_run_id).local_root
         return str(Path(sync.cache_dir).joinpath(*split_uri(uri)))  # where sync put it
 
-    test_sets = {name: local(uri) for name, uri in cfg.data.test_sets.items()}
-    return cfg.with_changes(data={"root": local(cfg.data.root), "test_sets": test_sets})
+    return localised(cfg, mirror)
 
 
 def run_stage_cli(name: str, config: Strict, kfp_run_id: str) -> Strict:

@@ -5,6 +5,7 @@ here, naming it, before any stage runs. TensorFlow-free: the flows import it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -31,6 +32,18 @@ ResultT = TypeVar("ResultT", bound=Strict)
 def config_key(cfg: PipelineConfig, sharded: ShardResult) -> str:
     """These shards and this variant: what the registry's skip check and the version's tag key on."""
     return fingerprint(sharded.shard_key, cfg.variant.key_dump())
+
+
+def localised(cfg: PipelineConfig, local: Callable[[str], str]) -> PipelineConfig:
+    """The config with each s3:// location (data.root and every data.test_sets entry) replaced by
+    `local(uri)`, the folder its mirror is in; local folders stay as they are."""
+
+    def where(uri: str) -> str:
+        return local(uri) if uri.startswith("s3://") else uri
+
+    return cfg.with_changes(
+        data={"root": where(cfg.data.root), "test_sets": {name: where(uri) for name, uri in cfg.data.test_sets.items()}}
+    )
 
 
 def _needs(name: str, result: ResultT | None, for_stage: str) -> ResultT:

@@ -25,7 +25,7 @@ from components.contracts import (
     TrainResult,
     ValidateResult,
 )
-from components.wiring import config_key, stage_config
+from components.wiring import config_key, localised, stage_config
 from flows.stages import run_stage
 
 VARIANT_ORDER = ("baseline", "improved")
@@ -34,13 +34,6 @@ VARIANT_ORDER = ("baseline", "improved")
 @task(retries=2, retry_delay_seconds=10)
 def sync_task(cfg: PipelineConfig, uri: str) -> SyncResult:
     return run_stage(cfg.execution, "sync", stage_config("sync", cfg.with_changes(data={"root": uri})))
-
-
-def synced(cfg: PipelineConfig) -> PipelineConfig:
-    """The config with every s3:// location (data.root, data.test_sets) mirrored to a local cache."""
-    local = {name: sync_task(cfg, uri).local_root if uri.startswith("s3://") else uri for name, uri in cfg.data.test_sets.items()}
-    root = sync_task(cfg, cfg.data.root).local_root if cfg.data.root.startswith("s3://") else cfg.data.root
-    return cfg.with_changes(data={"root": root, "test_sets": local})
 
 
 @task
@@ -93,7 +86,7 @@ def train_pipeline(
     settings.apply()
     cfg = build_config(variant, profile, overrides)  # a bad config fails here, before any work
     settings.check_tracking_server()
-    cfg = synced(cfg)
+    cfg = localised(cfg, lambda uri: sync_task(cfg, uri).local_root)
     validated = validate_task(cfg)
     for difference in validated.class_differences:
         get_run_logger().warning("validate: %s (docs/generalisation.md)", difference)
