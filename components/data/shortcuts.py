@@ -43,9 +43,8 @@ def buckets(report: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def profile(report: pd.DataFrame) -> pd.DataFrame:
-    """Counts per split, attribute, bucket and class: the table validation writes beside its report."""
-    table = buckets(report)
+def profile(table: pd.DataFrame) -> pd.DataFrame:
+    """Counts per split, attribute, bucket and class of `buckets`' table: what validation writes beside its report."""
     frames = []
     for attribute in ATTRIBUTES:
         counts = table.groupby(["split", attribute, "class_name"]).size().unstack("class_name", fill_value=0)
@@ -53,10 +52,10 @@ def profile(report: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[["split", "attribute", "value", *sorted(table.class_name.unique())]]
 
 
-def differences(report: pd.DataFrame) -> list[str]:
-    """One sentence per split and attribute whose distributions differ between the classes by
-    more than WARN_DISTANCE, naming each class's commonest bucket."""
-    table, found = buckets(report), []
+def differences(table: pd.DataFrame) -> list[str]:
+    """One sentence per split and attribute of `buckets`' table whose distributions differ between
+    the classes by more than WARN_DISTANCE, naming each class's commonest bucket."""
+    found = []
     for split, rows in table.groupby("split"):
         for attribute in ATTRIBUTES:
             shares = pd.crosstab(rows[attribute], rows.class_name, normalize="columns")

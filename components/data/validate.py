@@ -38,7 +38,7 @@ from components.data.images import (
     quarantined_row,
 )
 from components.data.s3data import missing_after_sync
-from components.data.shortcuts import ClassShortcut, differences, profile
+from components.data.shortcuts import ClassShortcut, buckets, differences, profile
 
 REPORT_COLUMNS = [
     "split",
@@ -95,8 +95,9 @@ def run(cfg: ValidateConfig) -> ValidateResult:
     _write_atomically(report, report_path)
     progress_path.unlink(missing_ok=True)
     usable = _usable_counts(report, cfg.data)
-    profile(report).to_csv(out_dir / "class_profile.csv", index=False)
-    shortcuts = differences(report)
+    classes = buckets(report)
+    profile(classes).to_csv(out_dir / "class_profile.csv", index=False)
+    shortcuts = differences(classes)
     for line in shortcuts:
         warnings.warn(ClassShortcut(line), stacklevel=2)
     ok = report[report.status == "ok"].sort_values(["split", "class_name", "sha256"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from components.data.shortcuts import differences, profile
+from components.data.shortcuts import buckets, differences, profile
 
 
 def _report(fake: dict, real: dict, count: int = 10) -> pd.DataFrame:
@@ -21,14 +21,16 @@ def _report(fake: dict, real: dict, count: int = 10) -> pd.DataFrame:
 
 def test_classes_saved_alike_raise_no_difference():
     same = {"format": "JPEG", "width": 256, "height": 256, "jpeg_quality": 90}
-    assert differences(_report(same, same)) == []
+    assert differences(buckets(_report(same, same))) == []
 
 
 def test_png_fakes_against_jpeg_photos_of_other_sizes_are_named_per_split():
     found = differences(
-        _report(
-            {"format": "PNG", "width": 1024, "height": 1024, "jpeg_quality": ""},
-            {"format": "JPEG", "width": 375, "height": 500, "jpeg_quality": 96},
+        buckets(
+            _report(
+                {"format": "PNG", "width": 1024, "height": 1024, "jpeg_quality": ""},
+                {"format": "JPEG", "width": 375, "height": 500, "jpeg_quality": 96},
+            )
         )
     )
     assert len(found) == 6  # format, size and quality, in train and in test
@@ -38,9 +40,11 @@ def test_png_fakes_against_jpeg_photos_of_other_sizes_are_named_per_split():
 
 def test_the_profile_counts_each_bucket_per_class_and_skips_quarantined_files():
     table = profile(
-        _report(
-            {"format": "PNG", "width": 32, "height": 32, "jpeg_quality": ""},
-            {"format": "JPEG", "width": 32, "height": 40, "jpeg_quality": 75},
+        buckets(
+            _report(
+                {"format": "PNG", "width": 32, "height": 32, "jpeg_quality": ""},
+                {"format": "JPEG", "width": 32, "height": 40, "jpeg_quality": 75},
+            )
         )
     )
     train = table[table.split == "train"].set_index(["attribute", "value"])
