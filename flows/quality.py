@@ -62,12 +62,13 @@ def main(argv: list[str] | None = None) -> None:
 
     from components.evaluation import quality
 
-    clean, robust = quality.summary(outcome["run_ids"])
+    metrics = quality.run_metrics(outcome["run_ids"])
+    clean, robust = quality.summary(metrics)
     print(f"\nTest split of {args.data}, profile {args.profile} (ECE: expected calibration error, lower is better):\n")
     print(clean)
     print("\nRobustness (test AUC / accuracy at the tuned threshold, per degradation):\n")
     print(robust)
-    if sets := quality.held_out(outcome["run_ids"]):
+    if sets := quality.held_out(metrics):
         print("\nHeld-out test sets (AUC, and the share of AI-generated images caught at the tuned threshold):\n")
         print(sets)
     print(f"\nMLflow parent run: {outcome['parent_run_id']}")

@@ -13,10 +13,14 @@ from components.evaluation.robustness import CONDITION_NAMES
 CLEAN = (("test/auc", "AUC"), ("test/accuracy", "accuracy@0.5"), ("test_tuned/accuracy", "accuracy@tuned"), ("calibration/ece", "ECE"))
 
 
-def summary(run_ids: dict[str, str]) -> tuple[str, str]:
-    """(clean table, robustness table) as markdown, one column per variant."""
+def run_metrics(run_ids: dict[str, str]) -> dict[str, dict[str, float]]:
+    """Each variant's run's metrics, read once for every table below."""
     client = MlflowClient()
-    metrics = {variant: client.get_run(run_id).data.metrics for variant, run_id in run_ids.items()}
+    return {variant: client.get_run(run_id).data.metrics for variant, run_id in run_ids.items()}
+
+
+def summary(metrics: dict[str, dict[str, float]]) -> tuple[str, str]:
+    """(clean table, robustness table) as markdown, one column per variant of `run_metrics`."""
     clean = pd.DataFrame(
         [{"metric": label, **{variant: _rounded(found.get(name)) for variant, found in metrics.items()}} for name, label in CLEAN]
     )
@@ -36,10 +40,9 @@ def summary(run_ids: dict[str, str]) -> tuple[str, str]:
     return _markdown(clean), _markdown(robust)
 
 
-def held_out(run_ids: dict[str, str]) -> str | None:
+def held_out(metrics: dict[str, dict[str, float]]) -> str | None:
     """Per held-out test set (data.test_sets), each variant's AUC and share of fakes caught at its
-    tuned threshold, then the mean AUC; None when no run scored any."""
-    metrics = {variant: MlflowClient().get_run(run_id).data.metrics for variant, run_id in run_ids.items()}
+    tuned threshold, then the mean AUC; None when no run of `run_metrics` scored any."""
     names = sorted({name.split("/")[1] for found in metrics.values() for name in found if name.startswith(HELD_OUT_PREFIX)} - {"mean_auc"})
     if not names:
         return None

@@ -141,7 +141,7 @@ def test_quality_summary_reads_each_variants_figures_back_from_its_run(tracking_
         client.log_metric(improved, name, value)
     client.log_metric(baseline, "test/auc", 0.7)
 
-    clean, robust = quality.summary({"improved": improved, "baseline": baseline})
+    clean, robust = quality.summary(quality.run_metrics({"improved": improved, "baseline": baseline}))
 
     clean_rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:4]] for line in clean.splitlines()[2:]}
     assert clean_rows["AUC"] == ["0.9123", "0.7"] and clean_rows["ECE"] == ["0.05", "-"]
@@ -206,9 +206,9 @@ def test_the_held_out_table_lists_each_set_and_the_mean(tracking_store):
         with mlflow.start_run() as run:
             mlflow.log_metrics({"generalisation/glid3/auc": auc, "generalisation/glid3/fakes_caught": 0.5, "generalisation/mean_auc": auc})
         run_ids[variant] = run.info.run_id
-    table = [[cell.strip() for cell in line.split("|")[1:-1]] for line in quality.held_out(run_ids).splitlines()]
+    table = [[cell.strip() for cell in line.split("|")[1:-1]] for line in quality.held_out(quality.run_metrics(run_ids)).splitlines()]
     assert table[0] == ["set", "improved auc", "improved fakes_caught", "npr auc", "npr fakes_caught"]
     assert table[2] == ["glid3", "0.6", "0.5", "0.8", "0.5"] and table[3] == ["mean", "0.6", "-", "0.8", "-"]
     with mlflow.start_run() as plain:
         mlflow.log_metric("test/auc", 0.9)
-    assert quality.held_out({"baseline": plain.info.run_id}) is None
+    assert quality.held_out(quality.run_metrics({"baseline": plain.info.run_id})) is None
