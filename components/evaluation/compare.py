@@ -42,12 +42,17 @@ def start_parent_run(experiment_name: str, run_name: str, params: dict[str, Any]
     return run.info.run_id
 
 
+def versus(variant: str, reference: str) -> str:
+    """The name of a variant's change relative to the reference: a column, and the parent's metric prefix."""
+    return f"{variant}_vs_{reference}_pct"
+
+
 def change_columns(variants: list[str]) -> dict[str, str]:
     """Each variant after the first, and the column that holds its change relative to the first."""
     reference, *others = variants
     if len(others) == 1:
         return {others[0]: REPORT_CHANGE}
-    return {variant: f"{variant}_vs_{reference}_pct" for variant in others}
+    return {variant: versus(variant, reference) for variant in others}
 
 
 def comparison_rows(results: dict[str, PipelineSummary]) -> list[dict[str, Any]]:
@@ -76,7 +81,7 @@ def parent_metrics(rows: list[dict[str, Any]], variants: list[str]) -> dict[str,
         for variant in variants:
             metrics[f"{variant}/{row['metric']}"] = row[variant]
         for variant, column in change_columns(variants).items():
-            metrics[f"{variant}_vs_{variants[0]}_pct/{row['metric']}"] = row[column]
+            metrics[f"{versus(variant, variants[0])}/{row['metric']}"] = row[column]
     return metrics
 
 
