@@ -115,7 +115,7 @@ def _write_split(split: str, examples: list[tuple[str, int, str]], cfg: ShardCon
             path=path,
             size=data.image_size,
             encoding=data.encoding,
-            quality=jpeg_quality(data, split, index),
+            quality=quality_for(data, split, index),
             max_pixels=data.max_image_pixels,
             augment_policy=policy,
             seed=data.seed * 1_000_003 + index,
@@ -144,7 +144,7 @@ def _write_split(split: str, examples: list[tuple[str, int, str]], cfg: ShardCon
     return SplitEntry(files=names, count=len(written), per_class=per_class, skipped=skipped)
 
 
-def jpeg_quality(data: DataConfig, split: str, index: int) -> int:
+def quality_for(data: DataConfig, split: str, index: int) -> int:
     """data.jpeg_quality, or a draw from data.jpeg_quality_range seeded by the split and the
     record's position, never by its class, so both classes get the same distribution."""
     if not data.jpeg_quality_range:
