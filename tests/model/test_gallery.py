@@ -3,6 +3,7 @@ and the gallery in the metrics' convention (P(positive class), errors named by c
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 
@@ -14,6 +15,9 @@ from components.training.model import build_model
 
 @pytest.fixture(scope="module")
 def tiny_model():
+    # Seeded: with fresh random weights on every run, now and then one image's map came out all zero
+    # (nothing raised that verdict, which the gallery draws as such), and the flatness check failed.
+    keras.utils.set_random_seed(0)
     return build_model(ModelConfig(backbone_weights="none"), image_size=32)
 
 
