@@ -19,8 +19,8 @@ KFP_STAMP := $(KFP_VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check uv 2>&1 | grep -v "is ignored: it is neither" || true
-	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[dev,infra,jax]'
-	$(BIN)/python -c "import tensorflow, jax, mlflow, prefect, components" 
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[dev,infra,jax,ray]'
+	$(BIN)/python -c "import tensorflow, jax, ray, mlflow, prefect, components"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -433,6 +433,7 @@ def _stages_from_environment() -> str:
 
 
 GpuImage = Literal["gpu", "gpu-jax"]
+DataEngine = Literal["local", "ray"]  # components/data/engine.py
 
 
 def _gpu_image_from_environment() -> str:
@@ -456,6 +457,11 @@ class ExecutionConfig(Strict):
         description="Training's image: gpu (Keras on TensorFlow) or gpu-jax (Keras on JAX); default $DETECTOR_GPU_IMAGE, else gpu.",
     )
     timeout_seconds: float | None = Field(None, gt=0, description="Give up waiting for a stage run after this long; None waits.")
+    engine: DataEngine = Field(
+        "local",
+        description="Validate's and shard's per-file work: local (a process pool on this host's cores) or ray "
+        "(Ray tasks on the cluster RAY_ADDRESS names, else on a local Ray cluster); the same output either way.",
+    )
 
     @field_validator("deployment")
     @classmethod

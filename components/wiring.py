@@ -68,7 +68,7 @@ def stage_config(
     if name == "sync":
         return SyncConfig(uri=cfg.data.root, cache_dir=str(Path(cfg.work_dir) / "s3-cache"))
     if name == "validate":
-        return ValidateConfig(data=cfg.data, work_dir=cfg.work_dir)
+        return ValidateConfig(data=cfg.data, work_dir=cfg.work_dir, engine=cfg.execution.engine)
     if name == "shard":
         validated = _needs("validated", validated, name)
         return ShardConfig(
@@ -77,6 +77,7 @@ def stage_config(
             report_path=validated.report_path,
             dataset_fingerprint=validated.dataset_fingerprint,
             work_dir=cfg.work_dir,
+            engine=cfg.execution.engine,
         )
     sharded = _needs("sharded", sharded, name)
     if name == "train":

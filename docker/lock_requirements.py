@@ -24,9 +24,10 @@ PROJECT_ROOT = DOCKER_DIR.parent
 # installed with --no-deps in the image, so it is left out of the lock.
 PROJECT_NAME = "ai-image-detector"
 # prefect-kubernetes is in the CPU and GPU images so one image serves as the Kubernetes
-# worker and as the job it starts; 0.8 is the release that supports Prefect 3.9.
+# worker and as the job it starts; 0.8 is the release that supports Prefect 3.9. Ray is in the CPU
+# image so that its containers can be the RayCluster's nodes (infra/kubernetes/scale/).
 REQUIREMENT_SETS = {
-    "cpu": [".", "prefect-kubernetes==0.8.0"],
+    "cpu": [".[ray]", "prefect-kubernetes==0.8.0"],
     "gpu": [".[gpu]", "prefect-kubernetes==0.8.0"],
     "mlflow": ["mlflow[auth]==3.17.2", "boto3", "psycopg2-binary==2.9.*"],
 }

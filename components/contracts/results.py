@@ -15,6 +15,7 @@ from components.config import (
     PRIMARY_METRIC,
     AugmentConfig,
     DataConfig,
+    DataEngine,
     GateConfig,
     PipelineConfig,
     Strict,
@@ -42,7 +43,8 @@ class SyncResult(Strict):
 class ValidateConfig(Strict):
     data: DataConfig = DataConfig()
     work_dir: str = "work"
-    workers: int = 0  # 0 means one per core
+    workers: int = 0  # 0 means one per core; with engine ray, the CPUs of a local Ray cluster
+    engine: DataEngine = "local"
 
 
 class ValidateResult(Strict):
@@ -62,7 +64,8 @@ class ShardConfig(Strict):
     report_path: str
     dataset_fingerprint: str
     work_dir: str = "work"
-    workers: int = 0  # 0 means one per core
+    workers: int = 0  # 0 means one per core; with engine ray, the CPUs of a local Ray cluster
+    engine: DataEngine = "local"
 
 
 class ShardResult(Strict):

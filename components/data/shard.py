@@ -6,7 +6,9 @@ policy; the reader applies it live, or `premade_copies` bakes that many augmente
 the shards for hosts whose CPUs can't keep up. Output lives under a key made of the dataset
 fingerprint and this config, and a rerun with the same key reuses it. Each run writes in a
 staging folder of its own and publishes under a per-key lock (components/data/publish.py), so runs
-sharing a key (baseline and improved) both end with one complete, identical set.
+sharing a key (baseline and improved) both end with one complete, identical set. Under the Ray
+engine (components/data/engine.py) Ray tasks write runs of shards into that staging folder; each
+shard's bytes are a function of its records alone, so they equal the local engine's.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from components.contracts import (
     SplitEntry,
     SplitPolicy,
 )
-from components.data import publish
+from components.data import engine, publish
 from components.data.fit import TRAIN_CROP_MARGIN
 from components.data.guard import Guard, guarded
 from components.data.images import ImageJob, prepare_example, printable
@@ -53,10 +55,10 @@ def run(cfg: ShardConfig) -> ShardResult:
             return _result(manifest_path, reused=True)
         publish.clear_stale(out_dir)
         staging = publish.new_staging(out_dir)
-        splits = split_examples(cfg)
-        workers = cfg.workers or os.cpu_count() or 1
-        with guarded(workers, cfg.data.decode_timeout_seconds, cfg.data.decode_memory_mb) as guard:
-            split_entries = {split: _write_split(split, examples, cfg, staging, guard) for split, examples in splits.items()}
+        plans = {split: _plan_split(split, examples, cfg) for split, examples in split_examples(cfg).items()}
+        shards = [shard for plan in plans.values() for shard in plan]
+        written = iter(_write_all(shards, cfg, staging))
+        split_entries = {split: _entry([name for name, _ in plan], [next(written) for _ in plan], cfg) for split, plan in plans.items()}
         _manifest(cfg, key, split_entries).write(staging / MANIFEST_NAME)
         publish.publish(staging, out_dir)
     return _result(manifest_path, reused=False)
@@ -101,7 +103,13 @@ def split_examples(cfg: ShardConfig) -> dict[str, list[tuple[str, int, str]]]:
     return {"train": train, "val": sorted(val), "test": examples.pop(data.test_dir), **examples}
 
 
-def _write_split(split: str, examples: list[tuple[str, int, str]], cfg: ShardConfig, folder: Path, guard: Guard) -> SplitEntry:
+# One shard: its file name and its records, each (what to encode, label, source path for the record).
+Shard = tuple[str, list[tuple[ImageJob, int, str]]]
+# What writing one shard gave: the label of each record written, and why each skipped source was skipped.
+Written = tuple[list[int], dict[str, str]]
+
+
+def _plan_split(split: str, examples: list[tuple[str, int, str]], cfg: ShardConfig) -> list[Shard]:
     data = cfg.data
     copies = data.premade_copies if split == "train" and data.premade_copies else 0
     # Only the geometric warp is baked in; JPEG and blur (components/data/degrade.py) stay live.
@@ -111,37 +119,70 @@ def _write_split(split: str, examples: list[tuple[str, int, str]], cfg: ShardCon
         random.Random(data.seed).shuffle(records)  # mixes the classes within every shard
     margin = TRAIN_CROP_MARGIN if split == "train" and data.fit == "crop" else 1
     jobs = [
-        ImageJob(
-            path=path,
-            size=data.image_size,
-            encoding=data.encoding,
-            quality=quality_for(data, split, index),
-            max_pixels=data.max_image_pixels,
-            augment_policy=policy,
-            seed=data.seed * 1_000_003 + index,
-            fit=data.fit,
-            margin=margin,
+        (
+            ImageJob(
+                path=path,
+                size=data.image_size,
+                encoding=data.encoding,
+                quality=quality_for(data, split, index),
+                max_pixels=data.max_image_pixels,
+                augment_policy=policy,
+                seed=data.seed * 1_000_003 + index,
+                fit=data.fit,
+                margin=margin,
+            ),
+            label,
+            source,
         )
-        for index, (path, _, _) in enumerate(records)
+        for index, (path, label, source) in enumerate(records)
     ]
     count = max(1, math.ceil(len(records) / data.images_per_shard))
-    names = [shard_name(split, index, count) for index in range(count)]
-    # A file that fails now (changed since validation, over a budget) is skipped and named in the
-    # manifest; one file never stops the run.
-    outcomes = guard.map(prepare_example, jobs)
-    written, skipped = [], {}
-    for index, name in enumerate(names):
-        chunk = records[index * data.images_per_shard : (index + 1) * data.images_per_shard]
-        with tf.io.TFRecordWriter(str(folder / name)) as writer:
-            for _, label, source in chunk:
+    size = data.images_per_shard
+    return [(shard_name(split, index, count), jobs[index * size : (index + 1) * size]) for index in range(count)]
+
+
+def _write_all(shards: list[Shard], cfg: ShardConfig, folder: Path) -> list[Written]:
+    budgets = (cfg.data.decode_timeout_seconds, cfg.data.decode_memory_mb)
+    if cfg.engine == "local":
+        with guarded(cfg.workers or os.cpu_count() or 1, *budgets) as guard:
+            return write_shards(shards, str(folder), guard)
+    with engine.ray_cluster(cfg.workers) as cpus:
+        arguments = [(part, str(folder), *budgets) for part in engine.partitions(shards, cpus)]
+        return [written for part in engine.map_partitions(write_shards_guarded, arguments) for written in part]
+
+
+def write_shards_guarded(shards: list[Shard], folder: str, timeout_seconds: float, memory_mb: int) -> list[Written]:
+    """A Ray task: these shards, decoded in a one-worker guarded pool of its own. A retry after its
+    worker died writes them again whole (each file is replaced, never appended to)."""
+    with guarded(1, timeout_seconds, memory_mb) as guard:
+        return write_shards(shards, folder, guard)
+
+
+def write_shards(shards: list[Shard], folder: str, guard: Guard) -> list[Written]:
+    """Decodes stream through `guard` across shard boundaries, so no worker idles at a shard's end.
+    A file that fails now (changed since validation, over a budget) is skipped and named in the
+    manifest; one file never stops the run."""
+    outcomes = guard.map(prepare_example, [job for _, records in shards for job, _, _ in records])
+    results = []
+    for name, records in shards:
+        labels, skipped = [], {}
+        with tf.io.TFRecordWriter(str(Path(folder) / name)) as writer:
+            for _, label, source in records:
                 outcome = next(outcomes)
                 if outcome.error is not None:
                     skipped[source] = outcome.error
                     continue
                 writer.write(serialize(outcome.value, label, source))
-                written.append(label)
-    per_class = {name: written.count(index) for name, index in data.labels.items()}
-    return SplitEntry(files=names, count=len(written), per_class=per_class, skipped=skipped)
+                labels.append(label)
+        results.append((labels, skipped))
+    return results
+
+
+def _entry(names: list[str], written: list[Written], cfg: ShardConfig) -> SplitEntry:
+    labels = [label for shard_labels, _ in written for label in shard_labels]
+    skipped = {source: reason for _, shard_skipped in written for source, reason in shard_skipped.items()}
+    per_class = {name: labels.count(index) for name, index in cfg.data.labels.items()}
+    return SplitEntry(files=names, count=len(labels), per_class=per_class, skipped=skipped)
 
 
 def quality_for(data: DataConfig, split: str, index: int) -> int:

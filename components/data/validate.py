@@ -9,14 +9,17 @@ set's own folder for split `heldout-<name>`), and the fingerprint names the usab
 
 No single file can stop the run: whatever reading or decoding one file raises, and a worker that
 dies or runs over the per-file time or memory budget, becomes that file's quarantine reason.
-Symbolic links are refused, never followed. Each finished file is appended to a progress file,
-so a rerun after a crash continues where it stopped, and the report is replaced atomically.
+Symbolic links are refused, never followed. Each finished file is appended to a progress file
+(one per partition under the Ray engine, components/data/engine.py), so a rerun after a crash
+continues where it stopped, and the report is replaced atomically. Duplicates and leakage are
+judged once, over every file's hash, after all files are inspected, on either engine.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import uuid
 import warnings
 from collections import defaultdict
 from pathlib import Path
@@ -27,6 +30,7 @@ import PIL
 from components.cli_support import component_main
 from components.config import DataConfig, fingerprint
 from components.contracts import ValidateConfig, ValidateResult
+from components.data import engine
 from components.data.guard import guarded
 from components.data.images import (
     CONVERTIBLE_MODES,
@@ -58,6 +62,7 @@ REPORT_COLUMNS = [
     "checked_with",
 ]
 PROGRESS_NAME = "progress.jsonl"
+PROGRESS_GLOB = "progress*.jsonl"  # the local engine's file and the Ray partitions' (progress-<run>-<n>.jsonl)
 # Bump when a rule that decides a file's status changes, or a row gains a column, so cached rows are checked again.
 VERDICT_VERSION = 3
 RETRIED_REASONS = ("worker died", "timed out")
@@ -73,13 +78,15 @@ def run(cfg: ValidateConfig) -> ValidateResult:
     if cfg.data.test_sets:  # only then, so a dataset validated without them keeps its folder
         key.append(sorted((name, str(Path(location).resolve())) for name, location in cfg.data.test_sets.items()))
     out_dir = Path(cfg.work_dir) / "validated" / f"{root.name}-{fingerprint(*key)}"
-    report_path, progress_path = out_dir / "report.csv", out_dir / PROGRESS_NAME
+    report_path = out_dir / "report.csv"
     folders = split_folders(cfg.data)
     files = list(_walk(folders, cfg.data))
     out_dir.mkdir(parents=True, exist_ok=True)
     checked_with = verdict_settings(cfg.data)
     # Rows of the last report, then of a run that died before writing its report.
-    previous = {**_previous_rows(report_path, checked_with), **_progress_rows(progress_path, checked_with)}
+    previous = _previous_rows(report_path, checked_with)
+    for progress_path in sorted(out_dir.glob(PROGRESS_GLOB)):
+        previous |= _progress_rows(progress_path, checked_with)
     rows, fresh = [], []
     for split, name, path, relative in files:
         row = previous.get((split, name, *_file_key(path, relative)))
@@ -87,13 +94,14 @@ def run(cfg: ValidateConfig) -> ValidateResult:
             rows.append(row)
         else:
             fresh.append((split, name, path, relative))
-    rows += _inspect_all(fresh, cfg, progress_path, checked_with)
+    rows += _inspect_all(fresh, cfg, out_dir, checked_with)
     test_splits = {cfg.data.test_dir, *cfg.data.held_out}
     report = pd.DataFrame(_flag_duplicates_and_leaks(rows, test_splits), columns=REPORT_COLUMNS, dtype=object)
     quarantine_dir = out_dir / "quarantine"
     _quarantine(folders, report[report.status == "quarantined"], quarantine_dir)
     _write_atomically(report, report_path)
-    progress_path.unlink(missing_ok=True)
+    for progress_path in out_dir.glob(PROGRESS_GLOB):
+        progress_path.unlink(missing_ok=True)
     usable = _usable_counts(report, cfg.data)
     classes = buckets(report)
     profile(classes).to_csv(out_dir / "class_profile.csv", index=False)
@@ -204,23 +212,42 @@ def _progress_rows(progress_path: Path, checked_with: str) -> dict[tuple, dict]:
     return rows
 
 
-def _inspect_all(files: list[tuple[str, str, Path, str]], cfg: ValidateConfig, progress_path: Path, checked_with: str) -> list[dict]:
+def _inspect_all(files: list[tuple[str, str, Path, str]], cfg: ValidateConfig, out_dir: Path, checked_with: str) -> list[dict]:
     if not files:
         return []
     data = cfg.data
     jobs = [(split, name, str(path), relative, data.max_image_pixels) for split, name, path, relative in files]
-    workers = min(cfg.workers or os.cpu_count() or 1, len(jobs))
-    rows = []
-    with guarded(workers, data.decode_timeout_seconds, data.decode_memory_mb) as guard, open(progress_path, "a+") as progress:
+    budgets = (data.decode_timeout_seconds, data.decode_memory_mb)
+    if cfg.engine == "local":
+        workers = min(cfg.workers or os.cpu_count() or 1, len(jobs))
+        return inspect_partition(jobs, workers, *budgets, str(out_dir / PROGRESS_NAME), checked_with)
+    run_token = uuid.uuid4().hex[:8]
+    with engine.ray_cluster(cfg.workers) as cpus:
+        parts = enumerate(engine.partitions(jobs, cpus))
+        arguments = [(part, 1, *budgets, str(out_dir / f"progress-{run_token}-{index}.jsonl"), checked_with) for index, part in parts]
+        return [row for rows in engine.map_partitions(inspect_partition, arguments) for row in rows]
+
+
+def inspect_partition(
+    jobs: list[tuple[str, str, str, str, int]], workers: int, timeout_seconds: float, memory_mb: int, progress_path: str, checked_with: str
+) -> list[dict]:
+    """One row per job, in job order, each appended to `progress_path` as it finishes. A job already
+    in that file is not inspected again: a Ray task retried after its worker died goes on from there."""
+    done = _progress_rows(Path(progress_path), checked_with)
+    keys = [(split, name, *_file_key(Path(path), relative)) for split, name, path, relative, _ in jobs]
+    remaining = [job for job, key in zip(jobs, keys) if key not in done]
+    fresh = []
+    with guarded(workers, timeout_seconds, memory_mb) as guard, open(progress_path, "a+") as progress:
         _end_cut_line(progress)
-        for job, outcome in zip(jobs, guard.map(inspect_file, jobs)):
+        for job, outcome in zip(remaining, guard.map(inspect_file, remaining)):
             row = outcome.value if outcome.error is None else _failed_row(job, outcome.error)
             row["checked_with"] = checked_with
             # One line per file as it finishes: a rerun after a crash starts where this one stopped.
             progress.write(json.dumps(row) + "\n")
             progress.flush()
-            rows.append(row)
-    return rows
+            fresh.append(row)
+    fresh_rows = iter(fresh)
+    return [done[key] if key in done else next(fresh_rows) for key in keys]
 
 
 def _end_cut_line(progress) -> None:

@@ -116,6 +116,13 @@ def test_stage_configs_are_typed_models_built_from_typed_results():
     assert registered.config_key == fingerprint(SHARDED.shard_key, before), "the registry's skip key is unchanged"
 
 
+def test_the_execution_engine_reaches_validate_and_shard_only():
+    cfg = build_config("improved", "demo", {"work_dir": "/w", "execution": {"engine": "ray"}})
+    assert build_config("improved", "demo", {"work_dir": "/w"}).execution.engine == "local"
+    for name in ("validate", "shard"):
+        assert wiring.stage_config(name, cfg, validated=VALIDATED).engine == "ray"
+
+
 def test_a_missing_upstream_result_fails_at_build_time_naming_it():
     cfg = build_config("improved", "demo", {"work_dir": "/w"})
     with pytest.raises(ValueError, match="needs the trained result"):
