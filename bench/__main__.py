@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from bench import growth, orchestration, report, serving, sharding, training
+    from bench import engines, growth, orchestration, report, serving, sharding, training
     from bench import input as input_bench
     from bench.data import make_dataset_folder, shard_folder
 
@@ -40,6 +40,7 @@ def main() -> None:
         source = make_dataset_folder(work / "source", SOURCE_IMAGES, 40)
         results: dict = {"machine": report.machine()}
         section(results, "sharding", lambda: sharding.measure(source, work / "sharding", INPUT_DATA))
+        section(results, "engines", lambda: engines.measure(source, work / "engines", INPUT_DATA))
         live, _, _ = shard_folder(source, work / "shards", INPUT_DATA, POLICY)
         premade, _, _ = shard_folder(source, work / "shards", {**INPUT_DATA, "premade_copies": 1}, POLICY)
         section(results, "input", lambda: input_bench.measure(source / "train", live, premade, POLICY))

@@ -49,6 +49,8 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
         "train_input_stall": results["training"]["train_input_stall"],
         "orchestration_overhead": results["orchestration"]["orchestration_overhead"],
         "sharding_scaling": results["sharding"]["scaling"],
+        "ray_vs_local_validate": results["engines"]["validate_ray"] / results["engines"]["validate_local"],
+        "ray_vs_local_shard": results["engines"]["shard_ray"] / results["engines"]["shard_local"],
         "augment_layer_vs_tf_data_warp": rates["warp_in_model_layer"] / rates["warp_tf_data"],
         "serving_service_vs_forward": results["serving"]["service"] / results["serving"]["forward_in_process"],
         "serving_pyfunc_vs_forward": results["serving"]["pyfunc"] / results["serving"]["forward_in_process"],
@@ -57,7 +59,7 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
 
 def table(results: dict[str, Any]) -> str:
     rates, training, sharding = results["input"], results["training"], results["sharding"]
-    orchestration, serving = results["orchestration"], results["serving"]
+    orchestration, serving, engines = results["orchestration"], results["serving"], results["engines"]
     lines = [
         f"{'figure':<52}{'value':>14}",
         f"{'input: ImageDataGenerator, augmented (img/s)':<52}{rates['imagedatagenerator']:>14.0f}",
@@ -71,6 +73,11 @@ def table(results: dict[str, Any]) -> str:
         f"{'training: from shards, live augmentation (img/s)':<52}{training['from_shards']:>14.1f}",
         f"{'sharding: 1 core (img/s)':<52}{sharding['images_per_second_1_core']:>14.0f}",
         f"{'sharding: all ' + str(sharding['cores']) + ' cores (img/s)':<52}{sharding['images_per_second_all_cores']:>14.0f}",
+        f"{'validate: local pool, all cores (img/s)':<52}{engines['validate_local']:>14.0f}",
+        f"{'validate: Ray engine, all cores (img/s)':<52}{engines['validate_ray']:>14.0f}",
+        f"{'shard: local pool, all cores (img/s)':<52}{engines['shard_local']:>14.0f}",
+        f"{'shard: Ray engine, all cores (img/s)':<52}{engines['shard_ray']:>14.0f}",
+        f"{'Ray: local cluster start, once (s)':<52}{engines['ray_cluster_start_seconds']:>14.1f}",
         f"{'orchestration: direct (s)':<52}{orchestration['direct_seconds']:>14.1f}",
         f"{'orchestration: Prefect flow + MLflow (s)':<52}{orchestration['flow_seconds']:>14.1f}",
         f"{'orchestration: Prefect API start, once (s)':<52}{orchestration['prefect_startup_seconds']:>14.1f}",
@@ -92,6 +99,8 @@ def table(results: dict[str, Any]) -> str:
         met = value >= target if direction == ">=" else value <= target
         lines.append(f"{key:<36}{value:>9.2f}  {direction} {target}  {'met' if met else 'NOT MET'}")
     lines.append(f"{'sharding_scaling':<36}{results['sharding_scaling']:>9.2f}  (1 -> {sharding['cores']} cores)")
+    for key in ("ray_vs_local_validate", "ray_vs_local_shard"):  # no target: on one host, parity at best
+        lines.append(f"{key:<36}{results[key]:>9.2f}  (Ray engine / local pool)")
     # Where the warp should run: > 1 means the in-model layer is faster on this host's CPU (runtime.augmentation).
     lines.append(f"{'augment_layer_vs_tf_data_warp':<36}{results['augment_layer_vs_tf_data_warp']:>9.2f}  (in-model layer / tf.data warp)")
     return "\n".join(lines)
