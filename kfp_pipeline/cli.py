@@ -48,6 +48,17 @@ def _add_image_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tag", default="", help="Image tag (default: the project version in pyproject.toml, as docker/ builds it).")
     parser.add_argument("--cpu-image", default="", help="Full CPU image reference; wins over --registry/--tag.")
     parser.add_argument("--gpu-image", default="", help="Full GPU image reference; wins over --registry/--tag.")
+    parser.add_argument("--jax-image", default="", help="Full JAX GPU image reference (TrainJob training); wins over --registry/--tag.")
+
+
+def _add_trainjob_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trainjob-nodes",
+        type=int,
+        default=0,
+        help="Train each variant as a Kubeflow Trainer TrainJob (runtime jax-distributed) on this many nodes; 0 (default): one pod.",
+    )
+    parser.add_argument("--gpus-per-node", type=int, default=1, help="nvidia.com/gpu per TrainJob node (default: %(default)s).")
 
 
 def _add_run_parameters(parser: argparse.ArgumentParser, profile: str) -> None:
@@ -65,6 +76,7 @@ def parser() -> argparse.ArgumentParser:
     compile_.add_argument("--output", type=Path, default=Path(DEFAULT_PACKAGE), help="Default: %(default)s.")
     _add_pipeline_options(compile_)
     _add_image_options(compile_)
+    _add_trainjob_options(compile_)
     submit = commands.add_parser("submit", help="Compile, upload, start a run, and schedule the weekly retrain on a KFP endpoint.")
     submit.add_argument("--host", default=os.environ.get("KFP_HOST", ""), help="KFP API endpoint (default: $KFP_HOST). Token: $KFP_TOKEN.")
     submit.add_argument("--namespace", default=None, help="Kubeflow profile namespace (multi-user clusters).")
@@ -73,6 +85,7 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("--output", type=Path, default=Path(DEFAULT_PACKAGE), help="The package uploaded (default: %(default)s).")
     _add_pipeline_options(submit)
     _add_image_options(submit)
+    _add_trainjob_options(submit)
     _add_run_parameters(submit, profile="full")
     local = commands.add_parser("local", help="Run the pipeline here through kfp.local (no cluster, no docker).")
     local.add_argument("--outputs", type=Path, default=REPO / "work" / "kfp-local", help="kfp.local's task outputs (default: %(default)s).")
@@ -85,7 +98,16 @@ def images(args: argparse.Namespace) -> dict[str, str]:
     from kfp_pipeline.pipeline import default_images
 
     chosen = default_images(args.registry, args.tag)
-    return {"cpu": args.cpu_image or chosen["cpu"], "gpu": args.gpu_image or chosen["gpu"]}
+    return {"cpu": args.cpu_image or chosen["cpu"], "gpu": args.gpu_image or chosen["gpu"], "gpu-jax": args.jax_image or chosen["gpu-jax"]}
+
+
+def trainjob(args: argparse.Namespace, chosen: dict[str, str]):
+    """The TrainJob shape the options ask for, or None to train in one pod."""
+    from kfp_pipeline.pipeline import trainjob_shape
+
+    if args.trainjob_nodes <= 0:
+        return None
+    return trainjob_shape(chosen["gpu-jax"], args.trainjob_nodes, args.gpus_per_node)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -96,11 +118,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "compile":
         from kfp_pipeline.pipeline import compile_package
 
-        print(compile_package(args.output, args.variants, images(args)))
+        chosen = images(args)
+        print(compile_package(args.output, args.variants, chosen, trainjob(args, chosen)))
     elif args.command == "submit":
         from kfp_pipeline.submit import submit
 
-        print(json.dumps(submit(args, images(args)), indent=2))
+        chosen = images(args)
+        print(json.dumps(submit(args, chosen, trainjob(args, chosen)), indent=2))
     else:
         from kfp_pipeline.local import run_local
 

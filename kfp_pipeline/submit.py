@@ -14,6 +14,7 @@ import yaml
 
 from kfp_pipeline.main_env import REPO
 from kfp_pipeline.pipeline import PIPELINE_NAME, compile_package
+from kfp_pipeline.trainjob import TrainJobShape
 
 RECURRING_RUN_NAME = "detector-weekly-retrain"
 SCHEDULED_DEPLOYMENT = "train-improved"
@@ -32,13 +33,13 @@ def run_parameters(args: argparse.Namespace) -> dict[str, str]:
     return {"profile": args.profile, "data_root": args.data, "overrides": args.overrides}
 
 
-def submit(args: argparse.Namespace, images: dict[str, str]) -> dict[str, str]:
+def submit(args: argparse.Namespace, images: dict[str, str], trainjob: TrainJobShape | None = None) -> dict[str, str]:
     from kfp import Client
 
     if not args.host:
         raise SystemExit("detector kfp submit: no endpoint. Received: --host '' and no $KFP_HOST.")
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    package = compile_package(args.output, args.variants, images)
+    package = compile_package(args.output, args.variants, images, trainjob)
     client = Client(host=args.host, existing_token=os.environ.get("KFP_TOKEN") or None, namespace=args.namespace or "kubeflow")
     pipeline_id, version_id = _upload(client, package, f"{images['gpu'].rsplit(':', 1)[-1]}-{stamp}", args.namespace)
     experiment_id = client.create_experiment(args.experiment, namespace=args.namespace).experiment_id

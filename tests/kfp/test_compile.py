@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -152,3 +153,32 @@ def test_submit_without_an_endpoint_says_so(tmp_path: Path):
     env = {key: value for key, value in os.environ.items() if key != "KFP_HOST"}
     done = detector("kfp", "submit", env=env)
     assert done.returncode != 0 and "KFP_HOST" in done.stderr
+
+
+def test_trainjob_option_trains_through_a_launcher_that_creates_the_trainjob(tmp_path: Path, kfp_python: str):
+    _, spec, platform = compile_to(tmp_path, "--trainjob-nodes", "2", "--gpus-per-node", "4", "--registry", "registry.example.com/ml")
+    containers, names = executors(spec), task_names(spec)
+    configs = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for variant in ("baseline", "improved"):
+        task = names[f"train-{variant}"]
+        launcher = containers[task]
+        assert launcher["command"][:2] == ["sh", "-ec"] and "kubernetes==" in launcher["command"][2]
+        assert "def trainjob_body(" in launcher["command"][3]  # kfp_pipeline/trainjob.py, run as the program
+        args = launcher["args"]
+        shape = json.loads(args[args.index("--shape") + 1])
+        assert (shape["image"], shape["num_nodes"], shape["gpus_per_node"]) == ("registry.example.com/ml/detector-gpu-jax:0.1.0", 2, 4)
+        assert set(shape["secret_keys"]) == SECRET_KEYS
+        runner = args[args.index("--") + 1 :]
+        assert runner[:4] == ["python", "-m", "components.kfp_stage", "train"] and "--result" not in runner
+        assert "accelerator" not in launcher.get("resources", {}), "the TrainJob's pods hold the GPUs, not the launcher"
+        label = spec["components"][spec["root"]["dag"]["tasks"][task]["componentRef"]["name"]]["executorLabel"]
+        assert [mount["mountPath"] for mount in configs[label]["pvcMount"]] == ["/app/work"]
+    assert containers[names["shard-improved"]]["command"] == ["python", "-m", "components.kfp_stage"]
+    assert names["train-improved"] in {
+        dependency for dependency in spec["root"]["dag"]["tasks"][names["evaluate-improved"]]["dependentTasks"]
+    }
+
+
+def test_without_the_trainjob_option_training_stays_one_pod(compiled):
+    _, spec, _ = compiled
+    assert all("trainjob" not in name for name in spec["components"])
