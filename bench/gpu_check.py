@@ -8,6 +8,10 @@ Prints and writes bench/gpu_results.json:
 (c) the input path alone (read, CRC, parse, decode, batch) on this machine's cores;
 (d) a short real training on the CIFAKE dev shards, with its test AUC.
 Each training row times the epochs after the first (XLA compilation, autotuning).
+
+Started as one of several processes (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID,
+as gpu_check.sh's two-process case sets them), (b) trains over the devices of all of them, each
+process reading its share of every batch: the rate is the whole job's.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import numpy as np
 from components.config import BASELINE, IMPROVED, RuntimeConfig
 from components.data.reader import make_dataset
 from components.data.schema import geometry, read_manifest
-from components.training import accelerator
+from components.training import accelerator, multihost
 from components.training.compiled import compile_model
 
 
@@ -72,7 +76,15 @@ def end_to_end_rate(manifest_path: str, epochs: int) -> float:
     manifest = read_manifest(manifest_path)
     placement, model = placed(IMPROVED, "auto", manifest.image_size, augment=geometry(manifest.augmentation.policy))
     batches = make_dataset(
-        manifest_path, "train", placement.global_batch_size, training=True, dtype="uint8", reader="python", replicas=placement.replicas
+        manifest_path,
+        "train",
+        placement.global_batch_size,
+        training=True,
+        dtype="uint8",
+        reader="python",
+        replicas=placement.replicas,
+        processes=placement.processes,
+        process_index=placement.process_index,
     )
     timer = EpochTimer()
     with accelerator.building(placement):
@@ -136,8 +148,10 @@ def main() -> None:
     parser.add_argument("--out", default="bench/gpu_results.json")
     args = parser.parse_args()
     started = time.perf_counter()
+    processes = multihost.joined()  # before anything touches a device
     gpus = accelerator.gpu_capabilities()
     results: dict = {"backend": accelerator.backend(), "gpus": gpus, "cpu_cores": os.cpu_count(), "in_memory": {}}
+    results["processes"] = processes.count
     print(f"backend {results['backend']}, GPUs (compute capability) {gpus or 'none: CPU figures'}, {os.cpu_count()} CPU cores", flush=True)
     photos, cifake = str(Path(args.carry) / "photos" / "manifest.json"), str(Path(args.carry) / "cifake" / "manifest.json")
     if "c" in args.sections:

@@ -6,7 +6,13 @@ schema (components/data/schema.py); this module is the only one that imports bot
 With several replicas (devices), every batch must split into equal non-empty parts: training
 drops the last partial batch (the shuffle puts other images there next epoch), and evaluation
 pads its last batch to a multiple of the replicas with copies weighted 0, so every example is
-scored exactly once and the copies count for nothing."""
+scored exactly once and the copies count for nothing.
+
+With several training processes (components/training/multihost.py), `batch_size` is still the
+global batch, and each process gets its equal share of every one of them, with the same number
+of batches per epoch in every process: a process that ran out first would leave the others
+waiting in a collective for ever. The TensorFlow-free reader shards by record, tf.data by file
+(each reader's docstring says why)."""
 
 from __future__ import annotations
 
@@ -32,6 +38,8 @@ def make_dataset(
     reader: str = "tf.data",
     augment: bool = True,
     replicas: int = 1,
+    processes: int = 1,
+    process_index: int = 0,
 ):
     """Batches of (`dtype` pixels in [0, 255], float32 labels of shape [1]), plus per-example
     weights when `replicas` > 1 outside training (the module's docstring says why).
@@ -40,6 +48,7 @@ def make_dataset(
     augmentation in the reader (tf.data only; otherwise the model's RandomAffine layer does it).
     Pixels stay uint8 until the last step, a quarter of the bytes through batch and warp; training
     asks for uint8 out, and the model casts on its own device. `reader`: "tf.data" or "python".
+    `processes`, `process_index`: this process's share of each batch (the module's docstring).
     """
     manifest = read_manifest(manifest_path)
     manifest.entry(split)  # an unknown split fails here, naming it
@@ -48,9 +57,21 @@ def make_dataset(
     if reader == "python":
         from components.data.shard_reader import ShardBatches
 
-        return ShardBatches(manifest, folder, split, batch_size, training=training, seed=seed, dtype=dtype, replicas=replicas)
+        return ShardBatches(
+            manifest,
+            folder,
+            split,
+            batch_size,
+            training=training,
+            seed=seed,
+            dtype=dtype,
+            replicas=replicas,
+            processes=processes,
+            process_index=process_index,
+        )
     if reader != "tf.data":
         raise ValueError(f"Unknown reader. Expected 'tf.data' or 'python'. Received: reader={reader!r}")
     from components.data import tfdata
 
-    return tfdata.make_dataset(manifest, folder, split, batch_size, training, seed, dtype, augment, replicas)
+    share = tfdata.ProcessShare(processes, process_index)
+    return tfdata.make_dataset(manifest, folder, split, batch_size, training, seed, dtype, augment, replicas, share)

@@ -119,7 +119,11 @@ def read_sources(paths: list[str]) -> list[str]:
 class ShardBatches(keras.utils.PyDataset):
     """reader.make_dataset's TensorFlow-free reader: the same batches as tf.data in evaluation
     order; in training a fresh permutation of all records every epoch (indexes only: memory stays
-    flat). Live augmentation is left to the model's RandomAffine layer."""
+    flat). Live augmentation is left to the model's RandomAffine layer.
+
+    With several `processes`, each yields its equal slice of every global batch, sharded by
+    record, not by file: every process counts the same batches without repeating any, whatever
+    the number of shard files, and together they read the records of one process's batches."""
 
     def __init__(
         self,
@@ -132,6 +136,8 @@ class ShardBatches(keras.utils.PyDataset):
         dtype: str = "float32",
         replicas: int = 1,
         workers: int | None = None,
+        processes: int = 1,
+        process_index: int = 0,
     ) -> None:
         super().__init__(workers=workers or min(os.cpu_count() or 1, 16), use_multiprocessing=False, max_queue_size=8)
         self.size, self.batch_size, self.training, self.seed, self.dtype, self.replicas = (
@@ -142,6 +148,7 @@ class ShardBatches(keras.utils.PyDataset):
             dtype,
             replicas,
         )
+        self.processes, self.process_index = processes, process_index
         self.random_crop = training and manifest.fit == "crop"
         self.policy = manifest.augmentation.policy
         self.spans = [(path, *span) for path in manifest.paths(split, folder) for span in record_spans(Path(path))]
@@ -162,7 +169,20 @@ class ShardBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int) -> tuple[np.ndarray, ...]:
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} of {len(self)}")
-        chosen = [self.spans[position] for position in self.order[index * self.batch_size : (index + 1) * self.batch_size]]
+        positions = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        weights = None
+        if self.replicas > 1 and not self.training:
+            extra = (-len(positions)) % self.replicas  # copies of the first example, weighted 0
+            weights = np.concatenate([np.ones(len(positions), "float32"), np.zeros(extra, "float32")])
+            positions = np.concatenate([positions, positions[:1].repeat(extra)])
+        # Several processes: this one's slice of the global batch, so together they feed exactly the
+        # batch one process would, and each decodes only its own records.
+        share = len(positions) // self.processes
+        mine = slice(self.process_index * share, (self.process_index + 1) * share)
+        batch = self._decoded([self.spans[position] for position in positions[mine]], index)
+        return batch if weights is None else (*batch, weights[mine])
+
+    def _decoded(self, chosen: list[tuple[str, int, int]], index: int) -> tuple[np.ndarray, np.ndarray]:
         images, labels = [], []
         rng = np.random.default_rng([self.seed, self.epoch, index])  # per batch: threads may decode batches in any order
         for path, offset, length in chosen:
@@ -173,12 +193,7 @@ class ShardBatches(keras.utils.PyDataset):
         pixels = np.stack(images)
         if self.training and degrade.is_active(self.policy):
             pixels = degrade.degrade_batch(pixels, self.policy, np.array([self.seed + 7, self.epoch, index]))
-        batch = (pixels.astype(self.dtype), np.asarray(labels, "float32").reshape(-1, 1))
-        if self.replicas == 1 or self.training:
-            return batch
-        extra = (-len(chosen)) % self.replicas  # copies of the first example, weighted 0
-        weights = np.concatenate([np.ones(len(chosen), "float32"), np.zeros(extra, "float32")])
-        return (*(np.concatenate([part, part[:1].repeat(extra, 0)]) for part in batch), weights)
+        return pixels.astype(self.dtype), np.asarray(labels, "float32").reshape(-1, 1)
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, ...]]:
         """In order, with the next batches decoding ahead on worker threads (at most two per worker)."""

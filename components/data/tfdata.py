@@ -3,10 +3,16 @@
 Training shuffles files and records; every other split is read in order. With several replicas
 the training remainder is dropped and evaluation's last batch is padded with zero-weight copies
 (components/data/reader.py explains why).
+
+With several processes, training shards by file: a TFRecord file streams from its start, so a
+process reads only its own files, repeated as needed, for exactly the global step count. That
+needs at least one training shard file per process. Evaluation reads every file in order and
+keeps its own slice of each global batch, the records the TensorFlow-free reader gives it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +33,14 @@ READ_SPEC = {key: FEATURE_SPEC[key] for key in (IMAGE_KEY, LABEL_KEY)}
 
 # Bounded, so memory stays flat however large the dataset grows.
 SHUFFLE_BUFFER = 2048
+
+
+@dataclass(frozen=True)
+class ProcessShare:
+    """Which of the training processes reads (components/data/reader.py)."""
+
+    count: int = 1
+    index: int = 0
 
 
 def affine_transforms(policy: dict[str, Any], batch: tf.Tensor, height: tf.Tensor, width: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
@@ -80,10 +94,19 @@ def _bilinear_warp(images: tf.Tensor, transforms: tf.Tensor) -> tf.Tensor:
 
 
 def make_dataset(
-    manifest: Manifest, folder: Path, split: str, batch_size: int, training: bool, seed: int, dtype: str, augment: bool, replicas: int
+    manifest: Manifest,
+    folder: Path,
+    split: str,
+    batch_size: int,
+    training: bool,
+    seed: int,
+    dtype: str,
+    augment: bool,
+    replicas: int,
+    share: ProcessShare = ProcessShare(),
 ) -> tf.data.Dataset:
     """reader.make_dataset's tf.data reader (its docstring says what comes out)."""
-    batches = _decoded_batches(manifest, folder, split, batch_size, training, seed, replicas)
+    batches = _decoded_batches(manifest, folder, split, batch_size, training, seed, replicas, share)
     policy = manifest.augmentation.policy
     if augment and training and manifest.augmentation.applied == "live" and not is_identity(policy):
         # One random seed pair per batch; it differs every epoch, and stays reproducible per seed.
@@ -110,7 +133,7 @@ def _with_degradation(batches: tf.data.Dataset, policy: dict[str, Any], seed: in
 
 
 def _decoded_batches(
-    manifest: Manifest, folder: Path, split: str, batch_size: int, training: bool, seed: int, replicas: int
+    manifest: Manifest, folder: Path, split: str, batch_size: int, training: bool, seed: int, replicas: int, share: ProcessShare
 ) -> tf.data.Dataset:
     paths = manifest.paths(split, folder)
     size = manifest.image_size
@@ -118,7 +141,10 @@ def _decoded_batches(
     # Only training shards of `fit: crop` hold images larger than the model (components/data/fit.py).
     random_crop = training and manifest.fit == "crop"
     if training:
+        paths = _own_files(paths, share)
         files = tf.data.Dataset.from_tensor_slices(paths).shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+        if share.count > 1:
+            files = files.repeat()  # cut to the global step count below
         records = files.interleave(
             tf.data.TFRecordDataset, cycle_length=min(len(paths), 8), num_parallel_calls=tf.data.AUTOTUNE, deterministic=False
         )
@@ -137,13 +163,52 @@ def _decoded_batches(
         return image, tf.reshape(tf.cast(example[LABEL_KEY], tf.float32), [1])
 
     count = manifest.entry(split).count
+    steps = batch_count(count, batch_size, training, replicas)
+    if share.count > 1 and not training:
+        weighted = _evaluation_share(records, count, batch_size, replicas, share)
+        batches = weighted.map(lambda serialized, weight: (*parse(serialized), weight), num_parallel_calls=tf.data.AUTOTUNE)
+        return batches.batch(batch_size // share.count).apply(tf.data.experimental.assert_cardinality(steps))
     drop = training and replicas > 1
     # Training takes records in whatever order they decode: shuffled anyway, and no head-of-line wait.
-    batches = records.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training).batch(batch_size, drop_remainder=drop)
+    local_batch = batch_size // share.count
+    batches = records.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training).batch(local_batch, drop_remainder=drop)
+    if share.count > 1:
+        batches = batches.take(steps)
     if replicas > 1 and not training:
         batches = batches.map(lambda images, labels: _pad_to_multiple(images, labels, replicas))
     # A known length gives Keras its step count up front (progress, no "ran out of data").
-    return batches.apply(tf.data.experimental.assert_cardinality(batch_count(count, batch_size, training, replicas)))
+    return batches.apply(tf.data.experimental.assert_cardinality(steps))
+
+
+def _own_files(paths: list[str], share: ProcessShare) -> list[str]:
+    own = paths[share.index :: share.count]
+    if not own:
+        raise ValueError(
+            f"tf.data gives each training process its own shard files, and there are fewer than processes. Set "
+            f"runtime.reader=python (it shards by record), or shard with a smaller data.images_per_shard. "
+            f"Received: {len(paths)} training shard files, {share.count} processes"
+        )
+    return own
+
+
+def _evaluation_share(records: tf.data.Dataset, count: int, batch_size: int, replicas: int, share: ProcessShare) -> tf.data.Dataset:
+    """(serialized record, weight) of this process's slice of every global batch, in order; the
+    last batch is padded with zero-weight copies of its first record, as the one-process path pads it."""
+    full = count // batch_size * batch_size  # records in whole global batches
+    last = count - full
+    extra = (-last) % replicas
+    weighted = records.map(lambda serialized: (serialized, 1.0))
+    if extra:
+        weighted = weighted.concatenate(records.skip(full).take(1).repeat(extra).map(lambda serialized: (serialized, 0.0)))
+    whole_share = tf.constant(batch_size // share.count, tf.int64)
+    last_share = tf.constant(max((last + extra) // share.count, 1), tf.int64)
+
+    def own(position: tf.Tensor, _: Any) -> tf.Tensor:
+        in_whole = position < full
+        offset = tf.where(in_whole, position % batch_size, position - full)
+        return offset // tf.where(in_whole, whole_share, last_share) == share.index
+
+    return weighted.enumerate().filter(own).map(lambda _, item: item)
 
 
 def _pad_to_multiple(images: tf.Tensor, labels: tf.Tensor, replicas: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:

@@ -3,9 +3,11 @@
 The one module that branches on the Keras backend (KERAS_BACKEND, fixed when keras is first
 imported): TensorFlow places replicas with tf.distribute, JAX with keras.distribution.DataParallel.
 Every switch defaults to "auto", which means on when a GPU is visible and off on a CPU-only
-host, so the CPU path (and its tests) is exactly what it was. Multi-worker training is not
-offered: Keras 3's multi-worker model.fit is broken upstream (keras-team/keras#20585).
-TensorFlow is imported only under its own backend, so a JAX-only GPU host never needs it.
+host, so the CPU path (and its tests) is exactly what it was. Under JAX, training also spans
+several processes (hosts) when the launcher sets JAX's coordinator variables
+(components/training/multihost.py); TensorFlow stays on one node, since Keras 3's multi-worker
+model.fit is broken upstream (keras-team/keras#20585). TensorFlow is imported only under its own
+backend, so a JAX-only GPU host never needs it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import keras
 import numpy as np
 
 from components.config import FitConfig, RuntimeConfig
+from components.training import multihost
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,12 @@ class Placement:
     jit_compile: bool | str
     augment_in_model: bool
     reader: str  # "tf.data" or "python"
+    processes: int = 1  # training processes; `replicas` and `global_batch_size` count all of theirs
+    process_index: int = 0  # 0 is the chief: the one that checkpoints and logs
+
+    @property
+    def chief(self) -> bool:
+        return self.process_index == 0
 
     @property
     def mixed_precision(self) -> bool:
@@ -64,13 +73,14 @@ def input_gradient(function: Callable, inputs: np.ndarray) -> np.ndarray:
 
 def resolve(fit: FitConfig, runtime: RuntimeConfig | None = None) -> Placement:
     runtime = runtime or RuntimeConfig()
+    processes = multihost.joined()  # first: nothing may touch a JAX device before the processes join
     if runtime.backend not in ("auto", backend()):
         raise ValueError(
             f"This process runs Keras on {backend()!r} (KERAS_BACKEND). Received: runtime.backend={runtime.backend!r}; "
             "set KERAS_BACKEND before starting instead."
         )
     gpus = gpu_capabilities()
-    distribution, replicas = _distribution(runtime.distribution, len(gpus))
+    distribution, replicas = _distribution(runtime.distribution, len(gpus), processes.count)
     per_replica = runtime.batch_per_device if gpus and runtime.batch_per_device else fit.batch_size
     global_batch_size = per_replica * replicas
     has_tf = importlib.util.find_spec("tensorflow") is not None
@@ -87,11 +97,13 @@ def resolve(fit: FitConfig, runtime: RuntimeConfig | None = None) -> Placement:
         # The tf.data warp wins only where the reader's cores are the model's cores (bench/RESULTS.md).
         augment_in_model={"auto": not cpu_tf_data, "model": True, "input": False}[runtime.augmentation] or reader == "python",
         reader=reader,
+        processes=processes.count,
+        process_index=processes.index,
     )
 
 
 def gpu_capabilities() -> list[tuple[int, int]]:
-    """(major, minor) compute capability of each local GPU; empty on a CPU-only host."""
+    """(major, minor) compute capability of each GPU (of every process, when several train); empty on a CPU-only host."""
     if backend() == "jax":
         import jax
 
@@ -113,7 +125,13 @@ def _precision(setting: str, gpus: list[tuple[int, int]]) -> str:
     return "mixed_bfloat16" if min(gpus) >= (8, 0) else "mixed_float16"
 
 
-def _distribution(setting: str, gpu_count: int) -> tuple[Any, int]:
+def _distribution(setting: str, gpu_count: int, processes: int = 1) -> tuple[Any, int]:
+    if processes > 1:
+        if setting == "none":
+            raise ValueError(f"Training across {processes} processes needs data parallelism. Received: runtime.distribution='none'")
+        # Every device of every process; each process reads its own share (components/data/reader.py), not Keras' auto-shard.
+        devices = keras.distribution.list_devices("gpu" if gpu_count else "cpu")
+        return keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False), len(devices)
     if setting == "none" or (setting == "auto" and gpu_count <= 1):
         return (_one_gpu_strategy() if gpu_count == 1 and backend() == "tensorflow" else None), 1
     if backend() == "jax":
@@ -181,7 +199,12 @@ def compiled_forward(model: keras.Model) -> Callable[[Any], Any]:
             trainable = [variable.value for variable in model.trainable_variables]
             non_trainable = [variable.value for variable in model.non_trainable_variables]
             # np.asarray: tf.data hands over TensorFlow tensors, which JAX does not take.
-            for variable, value in zip(model.non_trainable_variables, step(trainable, non_trainable, np.asarray(batch))):
+            batch = np.asarray(batch)
+            distribution = keras.distribution.distribution()
+            if distribution is not None and distribution.num_processes > 1:
+                # This process's share of the global batch, as fit's steps assemble it: the statistics are the global batch's.
+                batch = jax.make_array_from_process_local_data(distribution.get_data_layout(batch.shape).backend_layout, batch)
+            for variable, value in zip(model.non_trainable_variables, step(trainable, non_trainable, batch)):
                 variable.assign(value)
 
         return forward

@@ -23,6 +23,7 @@ from mlflow.exceptions import MlflowException
 from components import record
 from components.settings import TrackingUnavailable, redact
 from components.training.accelerator import compiled_forward
+from components.training.multihost import undistributed
 
 
 class PreciseBatchNorm(keras.callbacks.Callback):
@@ -74,21 +75,27 @@ class EpochState(keras.callbacks.Callback):
 
     Saving first means a tracking server that is down costs no training: the run stops with
     its checkpoint intact, and the rerun logs the epochs the server missed before going on.
+    Of several training processes only the chief (`chief=True`) saves and logs; every process
+    restores the counters, so all stop or lower the rate at the same epoch.
     """
 
     COUNTERS = ("best", "wait", "cooldown_counter", "stopped_epoch")
 
-    def __init__(self, run_dir: Path, tracked: dict[str, keras.callbacks.Callback], state: dict[str, Any]) -> None:
+    def __init__(self, run_dir: Path, tracked: dict[str, keras.callbacks.Callback], state: dict[str, Any], chief: bool = True) -> None:
         super().__init__()
-        self.run_dir, self.tracked, self.state = run_dir, tracked, state
+        self.run_dir, self.tracked, self.state, self.chief = run_dir, tracked, state, chief
 
     def on_train_begin(self, logs=None) -> None:
         for name, counters in self.state["counters"].items():
             for attribute, value in counters.items():
-                setattr(self.tracked[name], attribute, value)
-        self._log_pending()
+                if name in self.tracked:  # the best checkpoint is the chief's alone
+                    setattr(self.tracked[name], attribute, value)
+        if self.chief:
+            self._log_pending()
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
+        if not self.chief:
+            return
         row = {"epoch": epoch, **{key: float(value) for key, value in (logs or {}).items()}}
         row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         _atomic_save_model(self.model, self.run_dir / "last.keras")
@@ -132,6 +139,14 @@ def mlflow_metric_name(keras_name: str) -> str:
     return f"train/{keras_name}"
 
 
+class BestCheckpoint(keras.callbacks.ModelCheckpoint):
+    """ModelCheckpoint that the chief of several training processes can run alone (multihost.undistributed)."""
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        with undistributed():
+            super().on_epoch_end(epoch, logs)
+
+
 def load_state(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "state.json"
     if path.is_file():
@@ -141,7 +156,8 @@ def load_state(run_dir: Path) -> dict[str, Any]:
 
 def _atomic_save_model(model: keras.Model, path: Path) -> None:
     partial = path.with_name(f"partial-{path.name}")  # .keras suffix kept: Keras insists on it
-    model.save(partial)
+    with undistributed():
+        model.save(partial)
     os.replace(partial, path)
 
 

@@ -24,8 +24,14 @@ STAGES = ((3, 64), (4, 128))
 RESIDUAL_SCALE = 2.0 / 3.0
 # torch's BatchNorm2d defaults: momentum 0.1 (Keras counts it the other way) and eps 1e-5.
 BN = {"momentum": 0.9, "epsilon": 1e-5}
-# torchvision's init for these convs: kaiming_normal_, fan_out, relu.
-KAIMING = keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")
+
+
+def kaiming() -> keras.initializers.Initializer:
+    """torchvision's init for these convs: kaiming_normal_, fan_out, relu. A fresh one per layer:
+    an unseeded Keras initializer fixes its seed when made, so one shared instance, made at
+    import, gave same-shaped layers the same weights, and different weights in every process
+    (which training across processes refuses: every process must build the same model)."""
+    return keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")
 
 
 @keras.saving.register_keras_serializable(package="detector")
@@ -46,7 +52,7 @@ def backbone(image_size: int) -> keras.Model:
         raise ValueError(f"NPR's residual takes 2×2 cells, so the image size must be even. Received: image_size={image_size}")
     inputs = keras.Input((image_size, image_size, 3))
     x = keras.layers.ZeroPadding2D(1, name="conv1_pad")(inputs)
-    x = keras.layers.Conv2D(64, 3, strides=2, use_bias=False, kernel_initializer=KAIMING, name="conv1_conv")(x)
+    x = keras.layers.Conv2D(64, 3, strides=2, use_bias=False, kernel_initializer=kaiming(), name="conv1_conv")(x)
     x = keras.layers.BatchNormalization(**BN, name="conv1_bn")(x)
     x = keras.layers.Activation("relu", name="conv1_relu")(x)
     # Zero padding before the max-pool equals torch's -inf padding after a ReLU.
@@ -62,16 +68,16 @@ def backbone(image_size: int) -> keras.Model:
 def _bottleneck(x, width: int, stride: int, shortcut_conv: bool, name: str):
     shortcut = x
     if shortcut_conv:
-        shortcut = keras.layers.Conv2D(4 * width, 1, strides=stride, use_bias=False, kernel_initializer=KAIMING, name=f"{name}_0_conv")(x)
+        shortcut = keras.layers.Conv2D(4 * width, 1, strides=stride, use_bias=False, kernel_initializer=kaiming(), name=f"{name}_0_conv")(x)
         shortcut = keras.layers.BatchNormalization(**BN, name=f"{name}_0_bn")(shortcut)
-    x = keras.layers.Conv2D(width, 1, use_bias=False, kernel_initializer=KAIMING, name=f"{name}_1_conv")(x)
+    x = keras.layers.Conv2D(width, 1, use_bias=False, kernel_initializer=kaiming(), name=f"{name}_1_conv")(x)
     x = keras.layers.BatchNormalization(**BN, name=f"{name}_1_bn")(x)
     x = keras.layers.Activation("relu", name=f"{name}_1_relu")(x)
     x = keras.layers.ZeroPadding2D(1, name=f"{name}_2_pad")(x)
-    x = keras.layers.Conv2D(width, 3, strides=stride, use_bias=False, kernel_initializer=KAIMING, name=f"{name}_2_conv")(x)
+    x = keras.layers.Conv2D(width, 3, strides=stride, use_bias=False, kernel_initializer=kaiming(), name=f"{name}_2_conv")(x)
     x = keras.layers.BatchNormalization(**BN, name=f"{name}_2_bn")(x)
     x = keras.layers.Activation("relu", name=f"{name}_2_relu")(x)
-    x = keras.layers.Conv2D(4 * width, 1, use_bias=False, kernel_initializer=KAIMING, name=f"{name}_3_conv")(x)
+    x = keras.layers.Conv2D(4 * width, 1, use_bias=False, kernel_initializer=kaiming(), name=f"{name}_3_conv")(x)
     x = keras.layers.BatchNormalization(**BN, name=f"{name}_3_bn")(x)
     x = keras.layers.Add(name=f"{name}_add")([shortcut, x])
     return keras.layers.Activation("relu", name=f"{name}_out")(x)

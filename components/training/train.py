@@ -29,14 +29,16 @@ from components.contracts import Manifest, TrainConfig, TrainResult
 from components.data.reader import make_dataset
 from components.data.schema import geometry, is_identity, read_manifest
 from components.settings import TrackingUnavailable
-from components.training import accelerator, curves, staged
-from components.training.callbacks import EpochState, PreciseBatchNorm, load_state
+from components.training import accelerator, curves, multihost, staged
+from components.training.callbacks import BestCheckpoint, EpochState, PreciseBatchNorm, load_state
 from components.training.compiled import compile_at, compile_model
 from components.training.model import count_parameters
 
 
 def run(cfg: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
-    """`extra_callbacks` lets tests inject a crash; production callers pass nothing."""
+    """`extra_callbacks` lets tests inject a crash; production callers pass nothing. Of several
+    training processes (components/training/multihost.py) every one calls this, and all return
+    the chief's result; only the chief writes to the run folder and to MLflow."""
     fit = cfg.pipeline.variant.fit
     manifest = read_manifest(cfg.manifest_path)
     run_dir = run_directory(cfg, manifest)
@@ -45,35 +47,20 @@ def run(cfg: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback] = 
         return TrainResult.model_validate({**json.loads(result_path.read_text()), "reused": True})
     run_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(fit.seed)
+    placement = accelerator.resolve(fit, cfg.pipeline.runtime)
+    # Every process reads the state the chief last wrote, never one it is still writing (a rerun in this process).
+    multihost.barrier(placement.processes, "train: state written")
     state = load_state(run_dir)
     resumed_at_epoch = state["epoch"]
-    placement = accelerator.resolve(fit, cfg.pipeline.runtime)
-    with _mlflow_run(cfg, manifest, run_dir) as active, _marked_failed_when_unreachable():
+    tracking = _mlflow_run(cfg, manifest, run_dir) if placement.chief else contextlib.nullcontext()
+    with tracking as active, _marked_failed_when_unreachable():
         with accelerator.building(placement):
-            model = _model(cfg, manifest, run_dir, placement, resuming=bool(state["history"]))
-            # uint8 batches: a quarter of the bytes to the device; the model casts them there.
-            train = _dataset(cfg, placement, "train", training=True, seed=fit.seed)
-            val = _dataset(cfg, placement, "val")
-            for stage, end, fresh in staged.plan(fit, state["epoch"]):
-                if stage is not None and fresh:  # the new optimizer's variables land on the replicas
-                    staged.enter(model, fit, stage, lambda m, rate: compile_at(m, rate, placement.jit_compile), placement.learning_rate)
-                    # A new stage is a new optimisation: patience and plateau counters start over.
-                    state["counters"] = {name: value for name, value in state["counters"].items() if name == "checkpoint"}
-                model.fit(
-                    train,
-                    validation_data=val,
-                    epochs=end,
-                    initial_epoch=state["epoch"],
-                    callbacks=[staged.StageMarker(stage), *_callbacks(cfg, run_dir, state, placement), *extra_callbacks],
-                    verbose=2,
-                    shuffle=False,  # the reader already shuffles files and records
-                )
-                state = load_state(run_dir)
-            final = run_dir / "last.keras"  # EpochState saved it at the last epoch's end
-            if fit.best_checkpoint_metric and (run_dir / "best.keras").is_file():
-                final = run_dir / "best.keras"
-                model = keras.models.load_model(final)
+            model, state = _fitted(cfg, manifest, run_dir, placement, state, extra_callbacks)
+        if not placement.chief:
+            multihost.barrier(placement.processes, "train: result written")
+            return TrainResult.model_validate_json(result_path.read_text())
         model_path = run_dir / "model.keras"
+        final = run_dir / ("best.keras" if fit.best_checkpoint_metric and (run_dir / "best.keras").is_file() else "last.keras")
         shutil.copyfile(final, model_path)  # the same model as saved: a copy, not a third save of its weights
         model_uri = _log_outputs(model, cfg, manifest, state["history"], run_dir)
         result = TrainResult(
@@ -87,7 +74,44 @@ def run(cfg: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback] = 
             final_metrics={key: value for key, value in state["history"][-1].items() if key != "epoch"},
         )
     result_path.write_text(result.model_dump_json(indent=2))
+    multihost.barrier(placement.processes, "train: result written")
     return result
+
+
+def _fitted(
+    cfg: TrainConfig,
+    manifest: Manifest,
+    run_dir: Path,
+    placement: accelerator.Placement,
+    state: dict[str, Any],
+    extra_callbacks: Sequence[keras.callbacks.Callback],
+) -> tuple[keras.Model, dict[str, Any]]:
+    """The model trained to the last epoch (the best checkpoint, when the variant keeps one), and
+    the state the chief saved. Call inside accelerator.building(placement)."""
+    fit = cfg.pipeline.variant.fit
+    model = _model(cfg, manifest, run_dir, placement, resuming=bool(state["history"]))
+    # uint8 batches: a quarter of the bytes to the device; the model casts them there.
+    train = _dataset(cfg, placement, "train", training=True, seed=fit.seed)
+    val = _dataset(cfg, placement, "val")
+    for stage, end, fresh in staged.plan(fit, state["epoch"]):
+        if stage is not None and fresh:  # the new optimizer's variables land on the replicas
+            staged.enter(model, fit, stage, lambda m, rate: compile_at(m, rate, placement.jit_compile), placement.learning_rate)
+            # A new stage is a new optimisation: patience and plateau counters start over.
+            state["counters"] = {name: value for name, value in state["counters"].items() if name == "checkpoint"}
+        model.fit(
+            train,
+            validation_data=val,
+            epochs=end,
+            initial_epoch=state["epoch"],
+            callbacks=[staged.StageMarker(stage), *_callbacks(cfg, run_dir, state, placement), *extra_callbacks],
+            verbose=2,
+            shuffle=False,  # the reader already shuffles files and records
+        )
+        multihost.barrier(placement.processes, "train: epochs saved")  # the chief's state.json and checkpoints
+        state = load_state(run_dir)
+    if fit.best_checkpoint_metric and (run_dir / "best.keras").is_file():
+        model = keras.models.load_model(run_dir / "best.keras")  # every process: placing its variables is collective
+    return model, state
 
 
 def run_directory(cfg: TrainConfig, manifest: Manifest) -> Path:
@@ -147,12 +171,15 @@ def _model(cfg: TrainConfig, manifest: Manifest, run_dir: Path, placement: accel
     live = augmentation.applied == "live" and not is_identity(augmentation.policy)
     policy = geometry(augmentation.policy) if placement.augment_in_model and live else None
     model = compile_model(cfg.pipeline.variant.model, cfg.pipeline.variant.fit, manifest.image_size, placement, policy)
+    if not placement.chief:
+        return model
     total, trainable = count_parameters(model)
     mlflow.log_params(
         {
             "parameters_total": total,
             "parameters_trainable": trainable,
             "replicas": placement.replicas,
+            "processes": placement.processes,
             "global_batch_size": placement.global_batch_size,
             "effective_learning_rate": placement.learning_rate,
             "mixed_precision_on": placement.mixed_precision,
@@ -176,16 +203,16 @@ def _dataset(cfg: TrainConfig, placement: accelerator.Placement, split: str, tra
         reader=placement.reader,
         augment=not placement.augment_in_model,
         replicas=placement.replicas,
+        processes=placement.processes,
+        process_index=placement.process_index,
     )
 
 
 def _callbacks(cfg: TrainConfig, run_dir: Path, state: dict[str, Any], placement: accelerator.Placement) -> list[keras.callbacks.Callback]:
     fit = cfg.pipeline.variant.fit
     tracked: dict[str, keras.callbacks.Callback] = {}
-    if fit.best_checkpoint_metric:
-        tracked["checkpoint"] = keras.callbacks.ModelCheckpoint(
-            run_dir / "best.keras", monitor=fit.best_checkpoint_metric, save_best_only=True
-        )
+    if fit.best_checkpoint_metric and placement.chief:
+        tracked["checkpoint"] = BestCheckpoint(run_dir / "best.keras", monitor=fit.best_checkpoint_metric, save_best_only=True)
     if fit.reduce_lr_factor:
         tracked["reduce_lr"] = keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=fit.reduce_lr_factor, patience=fit.reduce_lr_patience, verbose=1
@@ -201,7 +228,7 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, state: dict[str, Any], placement
     if fit.early_stopping_patience:
         tracked["early_stopping"] = keras.callbacks.EarlyStopping(monitor="val_loss", patience=fit.early_stopping_patience, verbose=1)
     # EpochState goes last: its on_train_begin runs after the others have reset their counters.
-    return [*stateless, *tracked.values(), EpochState(run_dir, tracked, state)]
+    return [*stateless, *tracked.values(), EpochState(run_dir, tracked, state, chief=placement.chief)]
 
 
 def _signature(model: keras.Model) -> ModelSignature:

@@ -69,3 +69,10 @@ def test_gpu_check_runs_every_section_under_jax_without_tensorflow(tmp_path: Pat
     rates = [*figures["in_memory"].values(), figures["end_to_end_improved"], *figures["input_images_per_second"].values()]
     assert all(math.isfinite(rate) and rate > 0 for rate in rates), rates
     assert 0.0 <= figures["cifake"]["test_auc"] <= 1.0
+
+
+def test_gpu_check_script_parses_with_its_two_process_case():
+    """No GPU host runs it here: bash -n at least catches a broken edit of the two-process case."""
+    script = REPO / "bench" / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True).returncode == 0
+    assert "JAX_COORDINATOR_ADDRESS" in script.read_text() and "CUDA_VISIBLE_DEVICES" in script.read_text()
