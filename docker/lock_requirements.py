@@ -25,10 +25,11 @@ PROJECT_ROOT = DOCKER_DIR.parent
 PROJECT_NAME = "ai-image-detector"
 # prefect-kubernetes is in the CPU and GPU images so one image serves as the Kubernetes
 # worker and as the job it starts; 0.8 is the release that supports Prefect 3.9. Ray is in the CPU
-# image so that its containers can be the RayCluster's nodes (infra/kubernetes/scale/).
+# image so that its containers can be the RayCluster's nodes (infra/kubernetes/scale/), and in the GPU
+# image because the tests stand the CPU lock in for it (tests/infra/test_docker.py).
 REQUIREMENT_SETS = {
     "cpu": [".[ray]", "prefect-kubernetes==0.8.0"],
-    "gpu": [".[gpu]", "prefect-kubernetes==0.8.0"],
+    "gpu": [".[gpu,ray]", "prefect-kubernetes==0.8.0"],
     "mlflow": ["mlflow[auth]==3.17.2", "boto3", "psycopg2-binary==2.9.*"],
 }
 HEADER = """\
