@@ -87,7 +87,7 @@ def _tier(folder: str, module: str) -> str:
 
 # Modules whose module- or session-scoped fixture builds something costly (a whole stack and a
 # deployment run, a compare flow, an 8-epoch model, the JAX process, a server, a compiled
-# pipeline): each runs on one xdist worker, which builds it once, instead of on every worker that
+# pipeline, a Ray cluster): each runs on one xdist worker, which builds it once, instead of on every worker that
 # draws one of its tests.
 ONE_WORKER_MODULES = frozenset(
     f"tests/{module}.py"
@@ -100,6 +100,7 @@ ONE_WORKER_MODULES = frozenset(
         "model/test_service",
         "faults/test_registry_lock",
         "kfp/test_compile",
+        "data/test_engine",
     )
 )
 
