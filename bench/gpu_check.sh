@@ -30,6 +30,7 @@ if [ "${GPU_CHECK_PROCESSES:-2}" = 2 ] && [ "$GPUS" -ge 2 ]; then
   echo "two processes, GPUs $FIRST and $SECOND: (b) across both"
   JAX_PROCESS_ID=1 CUDA_VISIBLE_DEVICES=$SECOND "$PYTHON" -m bench.gpu_check --sections b --out bench/gpu_results_process1.json >bench/gpu_check_process1.log 2>&1 &
   OTHER=$!
+  trap 'kill "$OTHER" 2>/dev/null || true' EXIT  # process 0 failing must not leave process 1 holding GPUs
   JAX_PROCESS_ID=0 CUDA_VISIBLE_DEVICES=$FIRST "$PYTHON" -m bench.gpu_check --sections b --out bench/gpu_results_process0.json
   wait "$OTHER" || { echo "process 1 failed:" >&2; tail -n 40 bench/gpu_check_process1.log >&2; exit 1; }
 fi

@@ -96,7 +96,8 @@ def upstream_results(texts: dict[str, str]) -> dict[str, Strict]:
 
 
 def tag_with_kfp_run(stage: str, result: Strict, kfp_run_id: str) -> None:
-    if not kfp_run_id or stage not in ("train", "register"):
+    # In a TrainJob every process runs this; the chief alone talks to MLflow (components/training/multihost.py).
+    if not kfp_run_id or stage not in ("train", "register") or os.environ.get("JAX_PROCESS_ID", "0") != "0":
         return
     from mlflow import MlflowClient
 

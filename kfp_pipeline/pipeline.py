@@ -182,7 +182,12 @@ def build_pipeline(stages: Stages, variants: tuple[str, ...] = VARIANTS):
 def trainjob_shape(image: str, num_nodes: int, gpus_per_node: int) -> TrainJobShape:
     """A TrainJob with the same Secret, settings and volume as every other task of the pipeline."""
     return TrainJobShape(
-        image=image, num_nodes=num_nodes, gpus_per_node=gpus_per_node, secret_keys=SECRET_KEYS, settings_keys=SETTINGS_KEYS
+        image=image,
+        num_nodes=num_nodes,
+        gpus_per_node=gpus_per_node,
+        secret_keys=SECRET_KEYS,
+        settings_keys=SETTINGS_KEYS,  # the S3 endpoint among them, so no optional Secret keys
+        optional_secret_keys=(),
     )
 
 

@@ -44,6 +44,8 @@ class TrainJobShape:
     secret_keys: tuple[str, ...] = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
     settings: str = "detector-settings"
     settings_keys: tuple[str, ...] = ("MLFLOW_TRACKING_URI", "AWS_DEFAULT_REGION")
+    # In the Secret only where set (MinIO or another S3-compatible store: credentials.env.example).
+    optional_secret_keys: tuple[str, ...] = ("MLFLOW_S3_ENDPOINT_URL",)
     work_volume: str = "detector-work"
     cpu_per_node: str = "16"
     memory_per_node: str = "64Gi"
@@ -66,6 +68,8 @@ def trainjob_body(name: str, command: Sequence[str], shape: TrainJobShape, names
     env = [{"name": "KERAS_BACKEND", "value": "jax"}]
     env += [{"name": key, "valueFrom": {"configMapKeyRef": {"name": shape.settings, "key": key}}} for key in shape.settings_keys]
     env += [{"name": key, "valueFrom": {"secretKeyRef": {"name": shape.secret, "key": key}}} for key in shape.secret_keys]
+    optional = shape.optional_secret_keys
+    env += [{"name": key, "valueFrom": {"secretKeyRef": {"name": shape.secret, "key": key, "optional": True}}} for key in optional]
     limits: dict[str, Any] = {"memory": shape.memory_per_node}
     if shape.gpus_per_node:
         limits["nvidia.com/gpu"] = shape.gpus_per_node
@@ -218,7 +222,8 @@ def shape_argument(shape: TrainJobShape) -> str:
 
 def shape_from_argument(text: str) -> TrainJobShape:
     fields = json.loads(text)
-    return TrainJobShape(**{**fields, "secret_keys": tuple(fields["secret_keys"]), "settings_keys": tuple(fields["settings_keys"])})
+    keys = ("secret_keys", "settings_keys", "optional_secret_keys")
+    return TrainJobShape(**{**fields, **{name: tuple(fields[name]) for name in keys}})
 
 
 if __name__ == "__main__":

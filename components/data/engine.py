@@ -2,8 +2,9 @@
 host's cores (components/data/guard.py), or `ray`, Ray tasks over partitions of the work.
 
 A Ray task runs the same function the local engine runs, over its partition, in a one-worker
-guarded pool of its own: a file that crashes or hangs its decoder still costs that file only,
-and a task whose Ray worker dies is retried by Ray, continuing from its partition's progress.
+guarded pool of its own: a file that crashes or hangs its decoder still costs that file only.
+A task whose Ray worker dies is retried by Ray: validate's goes on from its partition's
+progress file, shard's writes its shards again whole.
 The partitions' results come back in order and are merged on the driver, so a run's report,
 quarantine, manifest and shard bytes do not depend on the engine (tests/data/test_engine.py).
 
@@ -31,7 +32,7 @@ TASK_RETRIES = 3
 
 
 class EngineError(RuntimeError):
-    """A Ray task failed after its retries; what it finished is kept for the rerun."""
+    """A Ray task failed: its worker died more often than it is retried, or it raised."""
 
 
 @contextmanager
@@ -79,10 +80,12 @@ def map_partitions(function: Callable[..., Any], arguments: Sequence[tuple]) -> 
     pending = [remote.remote(*args) for args in arguments]
     try:
         return ray.get(pending)
-    except (ray.exceptions.RayTaskError, ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError) as error:
+    except ray.exceptions.RayError as error:
         for task in pending:
             ray.cancel(task)
+        # A task that raised is not retried (a bug or a full disk would raise again); a lost worker is, TASK_RETRIES times.
+        why = "raised" if isinstance(error, ray.exceptions.RayTaskError) else f"lost its worker more than {TASK_RETRIES} times"
         raise EngineError(
-            f"A Ray task of {function.__module__}.{function.__name__} failed after {TASK_RETRIES} retries: {error}. "
-            "What the finished partitions did is kept; rerun the same command to continue."
+            f"A Ray task of {function.__module__}.{function.__name__} {why}: {error}. Rerun the same command: validate "
+            "keeps every file its partitions finished; shard writes its shards again."
         ) from error

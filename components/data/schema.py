@@ -43,6 +43,14 @@ def is_identity(policy: dict[str, Any]) -> bool:
     return not any(policy[key] for key in GEOMETRY)
 
 
+def augment_seed(seed: int, process_index: int) -> int:
+    """The seed of a reader's random augmentation draws (crops, warps, degradations). With several
+    training processes each reads its own records with the same `seed`, so each must draw its own:
+    else the k-th image of every process's share gets the same crop and warp. Process 0, and a
+    single process, keep `seed`, so one-process training draws what it always drew."""
+    return seed + 1_000_003 * process_index
+
+
 def batch_count(count: int, batch_size: int, training: bool, replicas: int) -> int:
     """Batches per epoch, the same in both readers (components/data/reader.py says why training drops the rest)."""
     return count // batch_size if training and replicas > 1 else math.ceil(count / batch_size)

@@ -27,7 +27,7 @@ from PIL import Image
 
 from components.contracts import Manifest
 from components.data import degrade
-from components.data.schema import batch_count, decode_example, decode_source
+from components.data.schema import augment_seed, batch_count, decode_example, decode_source
 
 _MASK_DELTA = 0xA282EAD8
 
@@ -176,7 +176,7 @@ class ShardBatches(keras.utils.PyDataset):
             weights = np.concatenate([np.ones(len(positions), "float32"), np.zeros(extra, "float32")])
             positions = np.concatenate([positions, positions[:1].repeat(extra)])
         # Several processes: this one's slice of the global batch, so together they feed exactly the
-        # batch one process would, and each decodes only its own records.
+        # records one process would, and each decodes only its own (with its own augmentation draws).
         share = len(positions) // self.processes
         mine = slice(self.process_index * share, (self.process_index + 1) * share)
         batch = self._decoded([self.spans[position] for position in positions[mine]], index)
@@ -184,7 +184,8 @@ class ShardBatches(keras.utils.PyDataset):
 
     def _decoded(self, chosen: list[tuple[str, int, int]], index: int) -> tuple[np.ndarray, np.ndarray]:
         images, labels = [], []
-        rng = np.random.default_rng([self.seed, self.epoch, index])  # per batch: threads may decode batches in any order
+        seed = augment_seed(self.seed, self.process_index)
+        rng = np.random.default_rng([seed, self.epoch, index])  # per batch: threads may decode batches in any order
         for path, offset, length in chosen:
             with open(path, "rb") as shard:
                 encoded, label = decode_example(read_record(shard, path, offset, length))
@@ -192,7 +193,7 @@ class ShardBatches(keras.utils.PyDataset):
             labels.append(label)
         pixels = np.stack(images)
         if self.training and degrade.is_active(self.policy):
-            pixels = degrade.degrade_batch(pixels, self.policy, np.array([self.seed + 7, self.epoch, index]))
+            pixels = degrade.degrade_batch(pixels, self.policy, np.array([seed + 7, self.epoch, index]))
         return pixels.astype(self.dtype), np.asarray(labels, "float32").reshape(-1, 1)
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, ...]]:

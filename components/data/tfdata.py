@@ -6,7 +6,10 @@ the training remainder is dropped and evaluation's last batch is padded with zer
 
 With several processes, training shards by file: a TFRecord file streams from its start, so a
 process reads only its own files, repeated as needed, for exactly the global step count. That
-needs at least one training shard file per process. Evaluation reads every file in order and
+needs at least one training shard file per process, and where the processes' files hold unequal
+numbers of records, those of the process with fewer are drawn more often: so `runtime.reader`
+auto picks the TensorFlow-free reader, which shares out records, whenever several processes
+train; this path is there for those who ask for tf.data. Evaluation reads every file in order and
 keeps its own slice of each global batch, the records the TensorFlow-free reader gives it.
 """
 
@@ -21,7 +24,7 @@ import tensorflow as tf
 from components.contracts import Manifest
 from components.data import degrade
 from components.data.affine import draw_ranges, inverse_affine
-from components.data.schema import IMAGE_KEY, LABEL_KEY, SOURCE_KEY, batch_count, is_identity
+from components.data.schema import IMAGE_KEY, LABEL_KEY, SOURCE_KEY, augment_seed, batch_count, is_identity
 
 FEATURE_SPEC = {
     IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
@@ -107,7 +110,7 @@ def make_dataset(
 ) -> tf.data.Dataset:
     """reader.make_dataset's tf.data reader (its docstring says what comes out)."""
     batches = _decoded_batches(manifest, folder, split, batch_size, training, seed, replicas, share)
-    policy = manifest.augmentation.policy
+    policy, seed = manifest.augmentation.policy, augment_seed(seed, share.index)
     if augment and training and manifest.augmentation.applied == "live" and not is_identity(policy):
         # One random seed pair per batch; it differs every epoch, and stays reproducible per seed.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
@@ -140,6 +143,7 @@ def _decoded_batches(
     jpeg = manifest.encoding.codec == "jpeg"
     # Only training shards of `fit: crop` hold images larger than the model (components/data/fit.py).
     random_crop = training and manifest.fit == "crop"
+    crop_seed = augment_seed(seed, share.index)
     if training:
         paths = _own_files(paths, share)
         files = tf.data.Dataset.from_tensor_slices(paths).shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
@@ -159,7 +163,7 @@ def _decoded_batches(
             image = tf.io.decode_jpeg(example[IMAGE_KEY], channels=3, dct_method="INTEGER_ACCURATE")
         else:
             image = tf.io.decode_image(example[IMAGE_KEY], channels=3, expand_animations=False)
-        image = tf.image.random_crop(image, [size, size, 3], seed=seed) if random_crop else tf.ensure_shape(image, [size, size, 3])
+        image = tf.image.random_crop(image, [size, size, 3], seed=crop_seed) if random_crop else tf.ensure_shape(image, [size, size, 3])
         return image, tf.reshape(tf.cast(example[LABEL_KEY], tf.float32), [1])
 
     count = manifest.entry(split).count

@@ -84,7 +84,9 @@ def resolve(fit: FitConfig, runtime: RuntimeConfig | None = None) -> Placement:
     per_replica = runtime.batch_per_device if gpus and runtime.batch_per_device else fit.batch_size
     global_batch_size = per_replica * replicas
     has_tf = importlib.util.find_spec("tensorflow") is not None
-    reader = {"auto": "tf.data" if has_tf else "python"}.get(runtime.reader, runtime.reader)
+    # With several processes, the TensorFlow-free reader: it shares out records, where tf.data shares
+    # out files, and a process with fewer records would draw each of them more often (tfdata.py).
+    reader = {"auto": "tf.data" if has_tf and processes.count == 1 else "python"}.get(runtime.reader, runtime.reader)
     cpu_tf_data = not gpus and reader == "tf.data" and backend() == "tensorflow"
     return Placement(
         backend=backend(),

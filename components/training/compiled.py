@@ -22,12 +22,17 @@ def compile_model(
 
 
 def compile_at(model: keras.Model, learning_rate: float, jit_compile: bool | str = "auto") -> None:
-    """A fresh Adam at `learning_rate` with the report's loss and metrics (each fine-tuning stage starts one)."""
+    """A fresh Adam at `learning_rate` with the report's loss and metrics (each fine-tuning stage starts one).
+
+    Weighted, loss and metrics alike: with several devices, evaluation pads its last batch with
+    copies of weight 0 (components/data/reader.py), which Keras' plain `metrics` would count and
+    its default loss reduction would divide by. Training batches carry no weights, so there
+    both are what they were."""
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss="binary_crossentropy",
+        loss=keras.losses.BinaryCrossentropy(reduction="mean_with_sample_weight"),
         jit_compile=jit_compile,
-        metrics=[
+        weighted_metrics=[
             keras.metrics.BinaryAccuracy(name="accuracy"),
             keras.metrics.AUC(name="auc"),
             keras.metrics.Precision(name="precision"),

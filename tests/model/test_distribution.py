@@ -60,3 +60,24 @@ def test_data_parallel_on_two_devices_matches_one_device_and_resumes(tiny_data_c
     done = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).parents[2], env=environment)
     assert done.returncode == 0, done.stderr[-3000:]
     assert_data_parallel_matches_one_device_and_resumes(json.loads(done.stdout.strip().splitlines()[-1]), "tensorflow")
+
+
+def test_zero_weight_padding_counts_for_nothing_in_the_loss_and_metrics():
+    """Evaluation on several devices pads its last batch with copies weighted 0 (components/data/reader.py)."""
+    import keras
+
+    from components.training.compiled import compile_at
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="sigmoid")])
+    compile_at(model, 1e-3)
+    rng = np.random.default_rng(0)
+    images, labels = rng.random((5, 3), dtype="float32"), np.array([[1.0], [0.0], [1.0], [0.0], [1.0]], dtype="float32")
+    padded = model.evaluate(
+        np.concatenate([images, images[:3]]),
+        np.concatenate([labels, labels[:3]]),
+        sample_weight=np.array([1.0] * 5 + [0.0] * 3),
+        batch_size=8,
+        return_dict=True,
+        verbose=0,
+    )
+    assert padded == pytest.approx(model.evaluate(images, labels, batch_size=8, return_dict=True, verbose=0))
