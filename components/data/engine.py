@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -31,6 +32,12 @@ PARTITIONS_PER_CPU = 4
 TASK_RETRIES = 3
 
 
+# The stages of one process that use the cluster this module started: the last to leave stops it,
+# so two stages running at once (e.g. on a thread task runner) never pull it from under each other.
+_lock = threading.Lock()
+_users = 0
+
+
 class EngineError(RuntimeError):
     """A Ray task failed: its worker died more often than it is retried, or it raised."""
 
@@ -41,21 +48,28 @@ def ray_cluster(cpus: int) -> Iterator[int]:
     cluster (0: this host's cores) and is ignored where RAY_ADDRESS names one."""
     import ray
 
-    if ray.is_initialized():  # a caller's own cluster (a test's, or a Prefect RayTaskRunner's)
-        yield _cluster_cpus(ray)
-        return
-    given = os.environ.get("RAY_ADDRESS")
-    ray.init(
-        address=given or None,
-        num_cpus=None if given else (cpus or os.cpu_count() or 1),
-        include_dashboard=False,
-        logging_level="WARNING",
-        log_to_driver=True,  # a task's traceback reaches the stage's own log
-    )
+    global _users
+    with _lock:
+        borrowed = ray.is_initialized() and _users == 0  # a caller's own (a test's, a Prefect RayTaskRunner's)
+        if not borrowed:
+            if _users == 0:
+                given = os.environ.get("RAY_ADDRESS")
+                ray.init(
+                    address=given or None,
+                    num_cpus=None if given else (cpus or os.cpu_count() or 1),
+                    include_dashboard=False,
+                    logging_level="WARNING",
+                    log_to_driver=True,  # a task's traceback reaches the stage's own log
+                )
+            _users += 1
     try:
         yield _cluster_cpus(ray)
     finally:
-        ray.shutdown()
+        if not borrowed:
+            with _lock:
+                _users -= 1
+                if _users == 0:
+                    ray.shutdown()
 
 
 def _cluster_cpus(ray: Any) -> int:

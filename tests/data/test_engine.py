@@ -127,3 +127,11 @@ def test_partitions_cover_every_item_in_order_and_none_is_empty():
         assert [item for part in parts for item in part] == items
         assert all(parts) and len(parts) <= engine.PARTITIONS_PER_CPU * cpus
     assert engine.partitions([], 2) == []
+
+
+def test_a_stage_leaving_the_cluster_leaves_it_running_for_the_others(ray_cluster):
+    import ray
+
+    with engine.ray_cluster(RAY_CPUS) as first, engine.ray_cluster(RAY_CPUS) as second:
+        assert first == second == ray_cluster
+    assert ray.is_initialized() and engine._users == 1, "the module's fixture still holds it"
