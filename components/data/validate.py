@@ -220,34 +220,41 @@ def _inspect_all(files: list[tuple[str, str, Path, str]], cfg: ValidateConfig, o
     budgets = (data.decode_timeout_seconds, data.decode_memory_mb)
     if cfg.engine == "local":
         workers = min(cfg.workers or os.cpu_count() or 1, len(jobs))
-        return inspect_partition(jobs, workers, *budgets, str(out_dir / PROGRESS_NAME), checked_with)
+        return _inspect(jobs, workers, *budgets, str(out_dir / PROGRESS_NAME), checked_with)
     run_token = uuid.uuid4().hex[:8]
     with engine.ray_cluster(cfg.workers) as cpus:
         parts = enumerate(engine.partitions(jobs, cpus))
-        arguments = [(part, 1, *budgets, str(out_dir / f"progress-{run_token}-{index}.jsonl"), checked_with) for index, part in parts]
+        arguments = [(part, *budgets, str(out_dir / f"progress-{run_token}-{index}.jsonl"), checked_with) for index, part in parts]
         return [row for rows in engine.map_partitions(inspect_partition, arguments) for row in rows]
 
 
 def inspect_partition(
-    jobs: list[tuple[str, str, str, str, int]], workers: int, timeout_seconds: float, memory_mb: int, progress_path: str, checked_with: str
+    jobs: list[tuple[str, str, str, str, int]], timeout_seconds: float, memory_mb: int, progress_path: str, checked_with: str
 ) -> list[dict]:
-    """One row per job, in job order, each appended to `progress_path` as it finishes. A job already
-    in that file is not inspected again: a Ray task retried after its worker died goes on from there."""
+    """A Ray task: one row per job, in job order. A job already in this partition's progress file
+    is not inspected again, so a task Ray retried after its worker died goes on from there."""
     done = _progress_rows(Path(progress_path), checked_with)
     keys = [(split, name, *_file_key(Path(path), relative)) for split, name, path, relative, _ in jobs]
     remaining = [job for job, key in zip(jobs, keys) if key not in done]
-    fresh = []
+    fresh = iter(_inspect(remaining, 1, timeout_seconds, memory_mb, progress_path, checked_with))
+    return [done[key] if key in done else next(fresh) for key in keys]
+
+
+def _inspect(
+    jobs: list[tuple[str, str, str, str, int]], workers: int, timeout_seconds: float, memory_mb: int, progress_path: str, checked_with: str
+) -> list[dict]:
+    """One row per job, in job order, each appended to `progress_path` as it finishes."""
+    rows = []
     with guarded(workers, timeout_seconds, memory_mb) as guard, open(progress_path, "a+") as progress:
         _end_cut_line(progress)
-        for job, outcome in zip(remaining, guard.map(inspect_file, remaining)):
+        for job, outcome in zip(jobs, guard.map(inspect_file, jobs)):
             row = outcome.value if outcome.error is None else _failed_row(job, outcome.error)
             row["checked_with"] = checked_with
             # One line per file as it finishes: a rerun after a crash starts where this one stopped.
             progress.write(json.dumps(row) + "\n")
             progress.flush()
-            fresh.append(row)
-    fresh_rows = iter(fresh)
-    return [done[key] if key in done else next(fresh_rows) for key in keys]
+            rows.append(row)
+    return rows
 
 
 def _end_cut_line(progress) -> None:
