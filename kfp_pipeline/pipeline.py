@@ -12,9 +12,10 @@ component an `InputPath(str)` input fails (`param_type is not a parameter type`)
 """
 
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from kfp import compiler, dsl, kubernetes
 
@@ -58,7 +59,14 @@ class Stages(Protocol):
     def task(self, stage: str, name: str, **inputs: str) -> dsl.PipelineTask: ...
 
 
-def _container_component(stage: str, image: str):
+# A container component's ContainerSpec, from the stage runner's arguments (less `--result`), the
+# task's result path, and its variant and KFP run id: KFP placeholders, filled in when the task runs.
+SpecBuilder = Callable[[list, Any, Any, Any], dsl.ContainerSpec]
+
+
+def _component(name: str, stage: str, spec: SpecBuilder):
+    """A component taking the stage runner's inputs; KFP reads them from this signature."""
+
     def component(
         variant: str,
         profile: str,
@@ -72,10 +80,17 @@ def _container_component(stage: str, image: str):
         evaluated: str = "{}",
     ):
         args = _runner_args(stage, variant, profile, data_root, overrides, kfp_run_id, validated, sharded, trained, evaluated)
+        return spec(args, result, variant, kfp_run_id)
+
+    component.__name__ = component.__qualname__ = name
+    return dsl.container_component(component)
+
+
+def _container_component(stage: str, image: str):
+    def spec(args: list, result: Any, *_: Any) -> dsl.ContainerSpec:
         return dsl.ContainerSpec(image=image, command=RUNNER, args=[*args, "--result", result])
 
-    component.__name__ = component.__qualname__ = stage
-    return dsl.container_component(component)
+    return _component(stage, stage, spec)
 
 
 def _runner_args(stage: str, variant, profile, data_root, overrides, kfp_run_id, validated, sharded, trained, evaluated) -> list:
@@ -91,26 +106,14 @@ def _trainjob_component(shape: TrainJobShape, timeout_seconds: int):
     """The train task as a launcher: it creates a TrainJob whose pods run the stage runner, waits, and hands on process 0's result."""
     source = Path(trainjob.__file__).read_text()
 
-    def train_trainjob(
-        variant: str,
-        profile: str,
-        data_root: str,
-        overrides: str,
-        kfp_run_id: str,
-        result: dsl.OutputPath(str),
-        validated: str = "{}",
-        sharded: str = "{}",
-        trained: str = "{}",
-        evaluated: str = "{}",
-    ):
-        runner = _runner_args("train", variant, profile, data_root, overrides, kfp_run_id, validated, sharded, trained, evaluated)
+    def spec(runner: list, result: Any, variant: Any, kfp_run_id: Any) -> dsl.ContainerSpec:
         launcher = ["--shape", shape_argument(shape), "--variant", variant, "--kfp-run-id", kfp_run_id]
         launcher += ["--timeout-seconds", str(timeout_seconds), "--result", result]
         return dsl.ContainerSpec(
             image=LAUNCHER_IMAGE, command=["sh", "-ec", LAUNCHER_SCRIPT, source], args=[*launcher, "--", *RUNNER, *runner]
         )
 
-    return dsl.container_component(train_trainjob)
+    return _component("train_trainjob", "train", spec)
 
 
 @dataclass
